@@ -1,0 +1,2 @@
+// Package bench is the benchmark harness for the datapath.
+package bench

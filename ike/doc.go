@@ -1,0 +1,3 @@
+// Package ike implements the Internet Key Exchange protocol version 2
+// (RFC 7296).
+package ike
