@@ -1,0 +1,249 @@
+package esp
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/goipsec/goipsec/internal/packet"
+)
+
+// Mode is the IPsec mode of an SA.
+type Mode uint8
+
+// IPsec modes.
+const (
+	Tunnel    Mode = iota + 1 // the whole inner IP packet is protected
+	Transport                 // only the transport payload; the IP header stays in front
+)
+
+// String returns "tunnel" or "transport".
+func (m Mode) String() string {
+	switch m {
+	case Tunnel:
+		return "tunnel"
+	case Transport:
+		return "transport"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// UDPEncapLen is the length of the UDP header that RFC 3948 puts in front of
+// ESP.
+const UDPEncapLen = 8
+
+// EncapTunnel protects the IP packet buf[off:end] as tunnel-mode payload and
+// returns the ESP packet's bounds; the caller prepends the outer headers.
+func (sa *SA) EncapTunnel(buf []byte, off, end int) (start, newEnd int, err error) {
+	if off < 0 || end < off || end > cap(buf) {
+		return 0, 0, ErrNoRoom
+	}
+	nh, err := innerProto(buf[:cap(buf)][off:end])
+	if err != nil {
+		return 0, 0, err
+	}
+	return sa.Seal(buf, off, end, nh)
+}
+
+func innerProto(pkt []byte) (uint8, error) {
+	if len(pkt) == 0 {
+		return 0, fmt.Errorf("esp: empty inner packet: %w", ErrBadInner)
+	}
+	switch pkt[0] >> 4 {
+	case 4:
+		return packet.ProtoIPv4, nil
+	case 6:
+		return packet.ProtoIPv6, nil
+	}
+	return 0, fmt.Errorf("esp: inner IP version %d: %w", pkt[0]>>4, ErrBadInner)
+}
+
+// EncapTransport protects the IP packet buf[off:end] in transport mode: the
+// IP header (and the IPv6 extension headers that precede ESP) moves forward
+// into the headroom, ESP is inserted after it, the protocol / next header
+// field becomes ESP (or UDP when udp is set, RFC 3948) and lengths and the
+// IPv4 checksum are fixed. It returns the bounds of the whole IP packet.
+func (sa *SA) EncapTransport(buf []byte, off, end int, udp *UDPPorts) (start, newEnd int, err error) {
+	buf = buf[:cap(buf)]
+	if off < 0 || end < off || end > len(buf) {
+		return 0, 0, ErrNoRoom
+	}
+	pkt := buf[off:end]
+	nhOff, ins, err := packet.TransportInsertion(pkt)
+	if err != nil {
+		return 0, 0, fmt.Errorf("esp: transport: %w: %w", ErrBadInner, err)
+	}
+	if pkt[0]>>4 == 4 {
+		ip := packet.IPv4(pkt)
+		if ip.MoreFragments() || ip.FragmentOffset() != 0 {
+			return 0, 0, fmt.Errorf("esp: transport mode on an IPv4 fragment: %w", ErrNotSupported)
+		}
+	}
+	proto := pkt[nhOff]
+	encap := 0
+	if udp != nil {
+		encap = UDPEncapLen
+	}
+	newOff := off - sa.hdrLen - encap
+	if newOff < sa.preroom() {
+		return 0, 0, ErrNoRoom
+	}
+	// Reserve the sequence number before touching the buffer.
+	seq, err := sa.nextSeq(1)
+	if err != nil {
+		return 0, 0, err
+	}
+	copy(buf[newOff:], buf[off:off+ins])
+	_, newEnd, err = sa.sealSeq(buf, off+ins, end, proto, seq)
+	if err != nil {
+		return 0, 0, err
+	}
+	out := buf[newOff:newEnd]
+	if udp != nil {
+		out[nhOff] = packet.ProtoUDP
+		writeUDP(out, ins, udp)
+	} else {
+		out[nhOff] = packet.ProtoESP
+	}
+	fixIPLength(out)
+	return newOff, newEnd, nil
+}
+
+// UDPPorts are the ports of the RFC 3948 UDP header in front of ESP.
+type UDPPorts struct {
+	Src, Dst uint16
+}
+
+// writeUDP writes the UDP header at pkt[off:] covering the rest of pkt. The
+// checksum is zero over IPv4 (RFC 3948 section 2.1) and computed over IPv6,
+// where a zero UDP checksum is not allowed.
+func writeUDP(pkt []byte, off int, udp *UDPPorts) {
+	u := pkt[off:]
+	binary.BigEndian.PutUint16(u[0:2], udp.Src)
+	binary.BigEndian.PutUint16(u[2:4], udp.Dst)
+	binary.BigEndian.PutUint16(u[4:6], uint16(len(u)))
+	u[6], u[7] = 0, 0
+	if pkt[0]>>4 == 6 {
+		ip := packet.IPv6(pkt)
+		sum := packet.PseudoHeaderSum(packet.ProtoUDP, ip.Src(), ip.Dst(), uint32(len(u)))
+		c := ^packet.Checksum(u, uint32(sum))
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(u[6:8], c)
+	}
+}
+
+// fixIPLength sets the IP length field for the packet's new size and, for
+// IPv4, the header checksum.
+func fixIPLength(pkt []byte) {
+	if pkt[0]>>4 == 4 {
+		ip := packet.IPv4(pkt)
+		ip.SetTotalLength(uint16(len(pkt)))
+		ip.ComputeChecksum()
+		return
+	}
+	packet.IPv6(pkt).SetPayloadLength(uint16(len(pkt) - packet.IPv6HeaderLen))
+}
+
+// DecapTunnel opens the ESP packet buf[off:end] of a tunnel-mode SA and
+// returns the inner IP packet's bounds, with any TFC padding cut off.
+func (sa *SA) DecapTunnel(buf []byte, off, end int) (start, newEnd int, err error) {
+	start, newEnd, nh, _, err := sa.Open(buf, off, end)
+	if err != nil {
+		return 0, 0, err
+	}
+	inner := buf[:cap(buf)][start:newEnd]
+	var n int
+	switch nh {
+	case packet.ProtoIPv4:
+		if len(inner) < packet.IPv4MinHeaderLen || inner[0]>>4 != 4 {
+			return 0, 0, fmt.Errorf("esp: spi %#x: inner IPv4 header: %w", sa.spi, ErrBadInner)
+		}
+		n = int(packet.IPv4(inner).TotalLength())
+	case packet.ProtoIPv6:
+		if len(inner) < packet.IPv6HeaderLen || inner[0]>>4 != 6 {
+			return 0, 0, fmt.Errorf("esp: spi %#x: inner IPv6 header: %w", sa.spi, ErrBadInner)
+		}
+		n = packet.IPv6HeaderLen + int(packet.IPv6(inner).PayloadLength())
+	default:
+		return 0, 0, fmt.Errorf("esp: spi %#x: next header %d in tunnel mode: %w", sa.spi, nh, ErrNextHeader)
+	}
+	if n > len(inner) || n < 20 {
+		return 0, 0, fmt.Errorf("esp: spi %#x: inner length %d, payload %d: %w", sa.spi, n, len(inner), ErrBadInner)
+	}
+	return start, start + n, nil // the rest is TFC padding (RFC 4303 2.7)
+}
+
+// DecapTransport opens a transport-mode packet: buf[off:end] is the whole IP
+// packet and the ESP header starts at espOff (after the IP header, its
+// extension headers and, with UDP encapsulation, the UDP header). The IP
+// header moves back to sit in front of the decrypted payload, with the next
+// header, lengths and IPv4 checksum fixed. It returns the bounds of the
+// resulting IP packet.
+func (sa *SA) DecapTransport(buf []byte, off, espOff, end int) (start, newEnd int, err error) {
+	buf = buf[:cap(buf)]
+	if espOff <= off || espOff > end || end > len(buf) {
+		return 0, 0, fmt.Errorf("esp: transport: ESP offset out of range: %w", ErrBadLength)
+	}
+	nhOff, hdrLen, err := outerChain(buf[off:espOff])
+	if err != nil {
+		return 0, 0, err
+	}
+	pstart, pend, nh, _, err := sa.Open(buf, espOff, end)
+	if err != nil {
+		return 0, 0, err
+	}
+	start = pstart - hdrLen
+	copy(buf[start:pstart], buf[off:off+hdrLen])
+	out := buf[start:pend]
+	out[nhOff] = nh
+	fixIPLength(out)
+	return start, pend, nil
+}
+
+// outerChain finds, in hdr (the IP header up to the ESP header), the offset
+// of the next-header byte that names ESP (or UDP, for RFC 3948) and the
+// length of the IP header chain to keep.
+func outerChain(hdr []byte) (nhOff, keep int, err error) {
+	if len(hdr) < 1 {
+		return 0, 0, ErrTruncated
+	}
+	var next uint8
+	switch hdr[0] >> 4 {
+	case 4:
+		if len(hdr) < packet.IPv4MinHeaderLen {
+			return 0, 0, ErrTruncated
+		}
+		nhOff, keep, next = 9, int(hdr[0]&0xf)*4, hdr[9]
+	case 6:
+		if len(hdr) < packet.IPv6HeaderLen {
+			return 0, 0, ErrTruncated
+		}
+		nhOff, keep, next = 6, packet.IPv6HeaderLen, hdr[6]
+		for i := 0; i < 16 && keep < len(hdr) && next != packet.ProtoESP && next != packet.ProtoUDP; i++ {
+			if keep+8 > len(hdr) {
+				return 0, 0, ErrTruncated
+			}
+			var l int
+			switch next {
+			case packet.ProtoHopByHop, packet.ProtoRouting, packet.ProtoDestOpts:
+				l = (int(hdr[keep+1]) + 1) * 8
+			case packet.ProtoFragment:
+				l = 8
+			default:
+				return 0, 0, fmt.Errorf("esp: transport: extension header %d before ESP: %w", next, ErrBadInner)
+			}
+			nhOff, next = keep, hdr[keep]
+			keep += l
+		}
+	default:
+		return 0, 0, fmt.Errorf("esp: transport: IP version %d: %w", hdr[0]>>4, ErrBadInner)
+	}
+	switch {
+	case next == packet.ProtoESP && keep == len(hdr):
+	case next == packet.ProtoUDP && keep+UDPEncapLen == len(hdr):
+	default:
+		return 0, 0, fmt.Errorf("esp: transport: headers before ESP do not add up: %w", ErrBadLength)
+	}
+	return nhOff, keep, nil
+}

@@ -1,0 +1,156 @@
+package esp
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/goipsec/goipsec/internal/packet"
+)
+
+// mkUDP4 builds an IPv4/UDP packet (with IP options when opts is set).
+func mkUDP4(t testing.TB, payload []byte, opts bool) []byte {
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 1, 0, 1}, DstIP: net.IP{10, 1, 0, 2}, Id: 77}
+	if opts {
+		ip.Options = []layers.IPv4Option{{OptionType: 148, OptionLength: 4, OptionData: []byte{0, 0}}} // router alert
+	}
+	udp := &layers.UDP{SrcPort: 1234, DstPort: 5678}
+	udp.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, udp, gopacket.Payload(payload))
+}
+
+// mkUDP6 builds an IPv6/UDP packet, with Hop-by-Hop and Destination Options
+// headers when ext is set.
+func mkUDP6(t testing.TB, payload []byte, ext bool) []byte {
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP("fd00::1"), DstIP: net.ParseIP("fd00::2")}
+	udp := &layers.UDP{SrcPort: 1234, DstPort: 5678}
+	udp.SetNetworkLayerForChecksum(ip)
+	if !ext {
+		return serialize(t, ip, udp, gopacket.Payload(payload))
+	}
+	ip.NextHeader = layers.IPProtocolIPv6HopByHop
+	hbh := &layers.IPv6HopByHop{}
+	hbh.NextHeader = layers.IPProtocolIPv6Destination
+	hbh.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+	dst := &layers.IPv6Destination{}
+	dst.NextHeader = layers.IPProtocolUDP
+	dst.Options = []*layers.IPv6DestinationOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+	return serialize(t, ip, hbh, dst, udp, gopacket.Payload(payload))
+}
+
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	b := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(b, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), b.Bytes()...)
+}
+
+func TestTunnelRoundTrip(t *testing.T) {
+	for _, s := range []suite{{"aes128gcm16", ""}, {"aes256", "sha384"}} {
+		out, in := newPair(t, s, false, 0)
+		for _, pkt := range [][]byte{mkUDP4(t, []byte("hi"), false), mkUDP6(t, []byte("hello"), true)} {
+			buf, off, end := bufWith(pkt)
+			start, pend, err := out.EncapTunnel(buf, off, end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps, pe, err := in.DecapTunnel(buf, start, pend)
+			if err != nil || !bytes.Equal(buf[ps:pe], pkt) {
+				t.Fatalf("%s: got %x err %v, want %x", s, buf[ps:pe], err, pkt)
+			}
+		}
+	}
+}
+
+// TestTunnelTFC sends an inner packet followed by TFC padding: the receiver
+// cuts the padding off using the inner header's length.
+func TestTunnelTFC(t *testing.T) {
+	out, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	for _, pkt := range [][]byte{mkUDP4(t, []byte("tfc"), false), mkUDP6(t, []byte("tfc6"), false)} {
+		padded := append(append([]byte(nil), pkt...), make([]byte, 37)...)
+		buf, off, end := bufWith(padded)
+		start, pend, err := out.Seal(buf, off, end, map[byte]uint8{4: 4, 6: 41}[pkt[0]>>4])
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, pe, err := in.DecapTunnel(buf, start, pend)
+		if err != nil || !bytes.Equal(buf[ps:pe], pkt) {
+			t.Fatalf("got %x err %v", buf[ps:pe], err)
+		}
+	}
+	// An inner length beyond the payload is rejected.
+	pkt := mkUDP4(t, []byte("x"), false)
+	packet.IPv4(pkt).SetTotalLength(uint16(len(pkt) + 10))
+	buf, off, end := bufWith(pkt)
+	start, pend, _ := out.Seal(buf, off, end, 4)
+	if _, _, err := in.DecapTunnel(buf, start, pend); !errors.Is(err, ErrBadInner) {
+		t.Fatalf("inner length too long: %v", err)
+	}
+	// Transport next header on a tunnel SA is rejected.
+	buf, off, end = bufWith([]byte("segment"))
+	start, pend, _ = out.Seal(buf, off, end, 17)
+	if _, _, err := in.DecapTunnel(buf, start, pend); !errors.Is(err, ErrNextHeader) {
+		t.Fatalf("next header 17 in tunnel mode: %v", err)
+	}
+}
+
+func TestTransportRoundTrip(t *testing.T) {
+	cases := []struct {
+		name string
+		pkt  []byte
+	}{
+		{"ipv4", mkUDP4(t, []byte("transport v4"), false)},
+		{"ipv4 options", mkUDP4(t, []byte("transport v4 opts"), true)},
+		{"ipv6", mkUDP6(t, []byte("transport v6"), false)},
+		{"ipv6 ext", mkUDP6(t, []byte("transport v6 ext"), true)},
+	}
+	for _, s := range []suite{{"aes128gcm16", ""}, {"aes128", "sha256"}, {"aes128gmac", ""}} {
+		for _, esn := range []bool{false, true} {
+			for _, udp := range []*UDPPorts{nil, {Src: 4500, Dst: 4500}} {
+				out, in := newPair(t, s, esn, 0)
+				for _, tc := range cases {
+					buf, off, end := bufWith(tc.pkt)
+					start, pend, err := out.EncapTransport(buf, off, end, udp)
+					if err != nil {
+						t.Fatalf("%s %s: %v", s, tc.name, err)
+					}
+					wire := buf[start:pend]
+					// The wire packet must parse as IP carrying ESP (or UDP).
+					p := gopacket.NewPacket(wire, map[byte]gopacket.LayerType{4: layers.LayerTypeIPv4, 6: layers.LayerTypeIPv6}[wire[0]>>4], gopacket.Default)
+					if el := p.ErrorLayer(); el != nil {
+						t.Fatalf("%s: wire packet does not parse: %v", tc.name, el.Error())
+					}
+					espOff := len(wire) - 0
+					if udp != nil {
+						if l, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); !ok || l.DstPort != 4500 || int(l.Length) != len(l.Contents)+len(l.Payload) {
+							t.Fatalf("%s: no UDP-encapsulated ESP: %v", tc.name, p)
+						}
+						espOff = len(wire) - len(p.Layer(layers.LayerTypeUDP).LayerPayload())
+					} else {
+						l := p.Layer(layers.LayerTypeIPSecESP)
+						if l == nil {
+							t.Fatalf("%s: no ESP layer: %v", tc.name, p)
+						}
+						espOff = len(wire) - len(l.LayerContents()) - len(l.LayerPayload())
+					}
+					if wire[0]>>4 == 4 && !packet.IPv4(wire).ChecksumValid() {
+						t.Fatalf("%s: bad IPv4 header checksum", tc.name)
+					}
+					ps, pe, err := in.DecapTransport(buf, start, start+espOff, pend)
+					if err != nil {
+						t.Fatalf("%s %s udp=%v: decap: %v", s, tc.name, udp != nil, err)
+					}
+					if !bytes.Equal(buf[ps:pe], tc.pkt) {
+						t.Fatalf("%s %s: got\n%x\nwant\n%x", s, tc.name, buf[ps:pe], tc.pkt)
+					}
+				}
+			}
+		}
+	}
+}

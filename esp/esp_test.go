@@ -1,0 +1,359 @@
+package esp
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/goipsec/goipsec/internal/xform"
+)
+
+// suite is one ESP transform combination under test.
+type suite struct{ enc, integ string }
+
+var suites = []suite{
+	{"aes128gcm16", ""}, {"aes192gcm16", ""}, {"aes256gcm16", ""},
+	{"chacha20poly1305", ""},
+	{"aes128gmac", ""}, {"aes256gmac", ""},
+	{"aes128", "sha256"}, {"aes192", "sha384"}, {"aes256", "sha512"},
+	{"aes128", "sha1"}, {"3des", "md5"},
+	{"null", "sha256"},
+}
+
+func (s suite) String() string {
+	if s.integ == "" {
+		return s.enc
+	}
+	return s.enc + "-" + s.integ
+}
+
+func randKey(t testing.TB, n int) []byte {
+	k := make([]byte, n)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newPair returns an outbound and an inbound SA sharing the same keys.
+func newPair(t testing.TB, s suite, esn bool, window int) (out, in *SA) {
+	t.Helper()
+	enc, err := xform.LookupEnc(s.enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{SPI: 0x1234, Enc: enc, ESN: esn, ReplayWindow: window}
+	if enc.Kind != xform.KindNull {
+		cfg.EncKey = randKey(t, enc.KeyLen())
+	}
+	if s.integ != "" {
+		if cfg.Integ, err = xform.LookupInteg(s.integ); err != nil {
+			t.Fatal(err)
+		}
+		cfg.IntegKey = randKey(t, cfg.Integ.KeyLen)
+	}
+	if out, err = NewSA(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if in, err = NewSA(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	return out, in
+}
+
+const headroom = 128
+
+// bufWith returns a buffer holding p at offset headroom, with tailroom.
+func bufWith(p []byte) ([]byte, int, int) {
+	buf := make([]byte, headroom+len(p), headroom+len(p)+256)
+	copy(buf[headroom:], p)
+	return buf, headroom, headroom + len(p)
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	for _, s := range suites {
+		for _, esn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/esn=%v", s, esn), func(t *testing.T) {
+				out, in := newPair(t, s, esn, 0)
+				for _, n := range []int{0, 1, 2, 3, 15, 16, 17, 64, 1400} {
+					payload := randKey(t, n)
+					buf, off, end := bufWith(payload)
+					start, pend, err := out.Seal(buf, off, end, 4)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got, want := pend-start, n+out.Overhead(n); got != want {
+						t.Errorf("n=%d: sealed %d bytes, Overhead says %d", n, got, want)
+					}
+					if (pend-start-out.HeaderLen()-out.icvLen)%out.align != 0 {
+						t.Errorf("n=%d: encrypted part not aligned to %d", n, out.align)
+					}
+					if out.enc.Kind == xform.KindAEAD && n >= 16 && bytes.Contains(buf[start:pend], payload) {
+						t.Errorf("n=%d: payload visible in ciphertext", n)
+					}
+					ps, pe, nh, _, err := in.Open(buf[:pend], start, pend)
+					if err != nil {
+						t.Fatalf("n=%d: open: %v", n, err)
+					}
+					if nh != 4 || !bytes.Equal(buf[ps:pe], payload) {
+						t.Fatalf("n=%d: got nh %d payload %x, want %x", n, nh, buf[ps:pe], payload)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestESNHighBits checks that with ESN the high 32 bits enter the ICV: a
+// packet sealed with sequence number 2^32+5 opens only on a receiver whose
+// window infers the same high bits.
+func TestESNHighBits(t *testing.T) {
+	for _, s := range []suite{{"aes128gcm16", ""}, {"aes128", "sha256"}, {"aes128gmac", ""}, {"chacha20poly1305", ""}} {
+		t.Run(s.String(), func(t *testing.T) {
+			out, in := newPair(t, s, true, 0)
+			out.seq.Store(1<<32 + 4)
+			buf, off, end := bufWith([]byte("hello"))
+			start, pend, err := out.Seal(buf, off, end, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkt := append([]byte(nil), buf[start:pend]...)
+			// A fresh receiver infers high bits 0: the ICV must fail.
+			if _, _, _, _, err := in.Open(buf, start, pend); !errors.Is(err, ErrAuth) {
+				t.Fatalf("fresh receiver: got %v, want ErrAuth", err)
+			}
+			// A receiver that has seen 2^32+1 infers high bits 1.
+			if err := in.window.Accept(1<<32 + 1); err != nil {
+				t.Fatal(err)
+			}
+			copy(buf[:cap(buf)][start:], pkt)
+			_, _, _, seq, err := in.Open(buf, start, pend)
+			if err != nil || seq != 1<<32+5 {
+				t.Fatalf("got seq %d err %v, want %d", seq, err, uint64(1<<32+5))
+			}
+		})
+	}
+}
+
+func TestSeqOverflow(t *testing.T) {
+	out, _ := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	out.seq.Store(1<<32 - 2)
+	buf, off, end := bufWith([]byte("x"))
+	if _, _, err := out.Seal(buf, off, end, 4); err != nil {
+		t.Fatalf("last sequence number: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		buf, off, end = bufWith([]byte("x"))
+		if _, _, err := out.Seal(buf, off, end, 4); !errors.Is(err, ErrSeqOverflow) {
+			t.Fatalf("after 2^32-1: got %v, want ErrSeqOverflow", err)
+		}
+	}
+	esnOut, _ := newPair(t, suite{"aes128gcm16", ""}, true, 0)
+	esnOut.seq.Store(1<<32 - 1)
+	buf, off, end = bufWith([]byte("x"))
+	if _, _, err := esnOut.Seal(buf, off, end, 4); err != nil {
+		t.Fatalf("ESN past 2^32: %v", err)
+	}
+}
+
+// TestRejections covers every rejection path of Open with its typed error,
+// and checks that a rejected packet does not move the replay window.
+func TestRejections(t *testing.T) {
+	for _, s := range []suite{{"aes128gcm16", ""}, {"aes128", "sha256"}, {"aes128gmac", ""}, {"null", "sha256"}} {
+		t.Run(s.String(), func(t *testing.T) {
+			out, in := newPair(t, s, false, 64)
+			seal := func(payload []byte) []byte {
+				buf, off, end := bufWith(payload)
+				start, pend, err := out.Seal(buf, off, end, 4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]byte(nil), buf[start:pend]...)
+			}
+			open := func(pkt []byte) error {
+				buf, off, end := bufWith(pkt)
+				_, _, _, _, err := in.Open(buf, off, end)
+				return err
+			}
+			good := seal([]byte("payload payload payload"))
+			tamperICV := append([]byte(nil), good...)
+			tamperICV[len(tamperICV)-1] ^= 1
+			tamperCT := append([]byte(nil), good...)
+			tamperCT[out.HeaderLen()] ^= 0x80
+			tamperSeq := append([]byte(nil), good...)
+			tamperSeq[7] ^= 2
+			wrongSPI := append([]byte(nil), good...)
+			wrongSPI[3] ^= 1
+			for _, tc := range []struct {
+				name string
+				pkt  []byte
+				want error
+			}{
+				{"empty", nil, ErrTruncated},
+				{"header only", good[:8], ErrTruncated},
+				{"truncated", good[:out.HeaderLen()+2], ErrTruncated},
+				{"icv", tamperICV, ErrAuth},
+				{"ciphertext", tamperCT, ErrAuth},
+				{"seq", tamperSeq, ErrAuth},
+				{"spi", wrongSPI, ErrSPI},
+				{"cut one byte", good[:len(good)-1], nil}, // ErrAuth or ErrBadLength
+			} {
+				err := open(tc.pkt)
+				if err == nil {
+					t.Errorf("%s: accepted", tc.name)
+					continue
+				}
+				if tc.want != nil && !errors.Is(err, tc.want) {
+					t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+				}
+			}
+			if in.window.Highest() != 0 {
+				t.Fatalf("rejected packets moved the window to %d", in.window.Highest())
+			}
+			if err := open(good); err != nil {
+				t.Fatalf("good packet after rejections: %v", err)
+			}
+			if err := open(good); !errors.Is(err, ErrReplay) {
+				t.Errorf("replay: got %v", err)
+			}
+			var last []byte
+			for i := 0; i < 70; i++ {
+				last = seal([]byte("later"))
+			}
+			if err := open(last); err != nil {
+				t.Fatal(err)
+			}
+			old := seal([]byte("x"))
+			old[4], old[5], old[6], old[7] = 0, 0, 0, 2
+			if err := open(old); !errors.Is(err, ErrTooOld) {
+				t.Errorf("too old: got %v", err)
+			}
+			zero := append([]byte(nil), old...)
+			zero[7] = 0
+			if err := open(zero); !errors.Is(err, ErrSeqZero) && !errors.Is(err, ErrTooOld) {
+				t.Errorf("seq 0: got %v", err)
+			}
+		})
+	}
+}
+
+func TestBadPaddingAndDummy(t *testing.T) {
+	// NULL encryption lets the test write any trailer and still sign it.
+	out, in := newPair(t, suite{"null", "sha256"}, false, 0)
+	for i, tc := range []struct {
+		name    string
+		payload []byte // payload including hand-made padding
+		padLen  byte
+		nh      uint8
+		want    error
+	}{
+		{"good hand-made pad", []byte{9, 9, 1, 2}, 2, 4, nil},
+		{"non-monotonic pad", []byte{9, 9, 1, 3}, 2, 4, ErrBadPadding},
+		{"pad longer than payload", []byte{9, 9}, 200, 4, ErrBadLength},
+		{"dummy", []byte{0, 0}, 0, NextHeaderNone, ErrDummy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Seal payload||padLen||nh as a payload of its own with next
+			// header nh, then strip the trailer Seal added by re-signing.
+			buf := make([]byte, headroom+64, headroom+512)
+			p := append(append([]byte(nil), tc.payload...), tc.padLen, tc.nh)
+			copy(buf[headroom:], p)
+			start := headroom - out.HeaderLen()
+			putHeader(buf[start:], out.spi, uint32(i+1))
+			end := headroom + len(p)
+			s := out.mac.Begin()
+			s.Write(buf[start:end])
+			out.mac.Finish(s, buf[end:end+out.icvLen], buf[end+out.icvLen:end+out.icvLen+64])
+			end += out.icvLen
+			_, _, nh, _, err := in.Open(buf[:end], start, end)
+			if tc.want == nil {
+				if err != nil || nh != tc.nh {
+					t.Fatalf("got nh %d err %v", nh, err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func putHeader(b []byte, spi, seq uint32) {
+	b[0], b[1], b[2], b[3] = byte(spi>>24), byte(spi>>16), byte(spi>>8), byte(spi)
+	b[4], b[5], b[6], b[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+}
+
+func TestNoRoom(t *testing.T) {
+	out, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	buf := make([]byte, 100)
+	if _, _, err := out.Seal(buf, 4, 50, 4); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("no headroom: %v", err)
+	}
+	if _, _, err := out.Seal(buf, 50, 100, 4); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("no tailroom: %v", err)
+	}
+	if _, _, _, _, err := in.Open(buf, 0, 100); !errors.Is(err, ErrNoRoom) {
+		t.Errorf("open without scratch: %v", err)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	gcm, _ := xform.LookupEnc("aes128gcm16")
+	cbc, _ := xform.LookupEnc("aes128")
+	sha, _ := xform.LookupInteg("sha256")
+	gmac, _ := xform.LookupInteg("aes128gmac")
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"no enc", Config{SPI: 0x1000}},
+		{"reserved spi", Config{SPI: 5, Enc: gcm, EncKey: make([]byte, 20)}},
+		{"aead with integ", Config{SPI: 0x1000, Enc: gcm, EncKey: make([]byte, 20), Integ: sha, IntegKey: make([]byte, 32)}},
+		{"cbc without integ", Config{SPI: 0x1000, Enc: cbc, EncKey: make([]byte, 16)}},
+		{"cbc with gmac", Config{SPI: 0x1000, Enc: cbc, EncKey: make([]byte, 16), Integ: gmac, IntegKey: make([]byte, 20)}},
+		{"short key", Config{SPI: 0x1000, Enc: gcm, EncKey: make([]byte, 16)}},
+		{"window too big", Config{SPI: 0x1000, Enc: gcm, EncKey: make([]byte, 20), ReplayWindow: 1 << 30}},
+	} {
+		if _, err := NewSA(&tc.cfg); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}
+
+func TestBatch(t *testing.T) {
+	out, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	pkts := make([]Packet, 8)
+	want := make([][]byte, len(pkts))
+	for i := range pkts {
+		want[i] = randKey(t, 100+i)
+		buf, off, end := bufWith(want[i])
+		pkts[i] = Packet{Buf: buf, Off: off, End: end, NextHeader: 41}
+	}
+	out.SealBatch(pkts)
+	for i, p := range pkts {
+		if p.Err != nil || p.Seq != uint64(i+1) {
+			t.Fatalf("packet %d: seq %d err %v", i, p.Seq, p.Err)
+		}
+	}
+	// Deliver in reverse order, with a duplicate.
+	rev := make([]Packet, 0, len(pkts)+1)
+	for i := len(pkts) - 1; i >= 0; i-- {
+		rev = append(rev, pkts[i])
+	}
+	dup := pkts[3]
+	dup.Buf = append([]byte(nil), pkts[3].Buf[:cap(pkts[3].Buf)]...)[:len(pkts[3].Buf)]
+	rev = append(rev, dup)
+	in.OpenBatch(rev)
+	for i, p := range rev[:len(pkts)] {
+		j := len(pkts) - 1 - i
+		if p.Err != nil || p.NextHeader != 41 || !bytes.Equal(p.Buf[p.Off:p.End], want[j]) {
+			t.Fatalf("packet %d: err %v", j, p.Err)
+		}
+	}
+	if !errors.Is(rev[len(pkts)].Err, ErrReplay) {
+		t.Fatalf("duplicate: %v", rev[len(pkts)].Err)
+	}
+}

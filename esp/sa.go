@@ -1,0 +1,386 @@
+package esp
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/goipsec/goipsec/internal/replay"
+	"github.com/goipsec/goipsec/internal/xform"
+)
+
+// HeaderLen is the length of the SPI and sequence number fields.
+const HeaderLen = 8
+
+// ScratchLen is the tailroom beyond the packet that Seal and Open use as
+// scratch space (nonce, ESN AAD, digests); buffers must have it as capacity.
+const ScratchLen = 64
+
+// NextHeaderNone marks a dummy packet (RFC 4303 section 2.6).
+const NextHeaderNone = 59
+
+// Errors returned by the datapath, one per reason a packet is dropped, so
+// that callers can count each with errors.Is.
+var (
+	ErrTruncated    = errors.New("esp: packet too short")
+	ErrBadLength    = errors.New("esp: lengths do not add up")
+	ErrBadPadding   = errors.New("esp: bad padding")
+	ErrAuth         = errors.New("esp: integrity check failed")
+	ErrSPI          = errors.New("esp: unknown SPI")
+	ErrReplay       = errors.New("esp: replayed sequence number")
+	ErrTooOld       = errors.New("esp: sequence number left of the window")
+	ErrSeqZero      = errors.New("esp: sequence number zero")
+	ErrDummy        = errors.New("esp: dummy packet")
+	ErrSeqOverflow  = errors.New("esp: sequence number space exhausted, rekey needed")
+	ErrNoRoom       = errors.New("esp: buffer lacks headroom or tailroom")
+	ErrBadInner     = errors.New("esp: bad inner packet")
+	ErrNextHeader   = errors.New("esp: unexpected next header")
+	ErrNotSupported = errors.New("esp: not supported")
+)
+
+// Config describes one unidirectional ESP SA.
+type Config struct {
+	SPI      uint32
+	Enc      *xform.Enc   // encryption transform
+	EncKey   []byte       // keying material; AEAD and GMAC keys carry the 4-byte salt at the end
+	Integ    *xform.Integ // integrity transform; nil for combined modes
+	IntegKey []byte
+	ESN      bool // 64-bit Extended Sequence Numbers
+	// ReplayWindow is the anti-replay window in packets for an inbound SA:
+	// 0 selects replay.DefaultSize, a negative value disables anti-replay.
+	ReplayWindow int
+	// NextSeq is the first sequence number to send; 0 means 1.
+	NextSeq uint64
+}
+
+// SA is one unidirectional ESP security association. It is safe for
+// concurrent use: Seal and Open may run on many goroutines at once.
+type SA struct {
+	spi    uint32
+	esn    bool
+	enc    *xform.Enc
+	integ  *xform.Integ
+	hdrLen int // SPI, sequence number and IV
+	icvLen int
+	align  int
+
+	aead  cipher.AEAD // combined modes
+	salt  [4]byte
+	block cipher.Block // CBC
+	ivGen cipher.Block // CBC IV generator: IV = E(ivKey, counter)
+	mac   *xform.MAC   // separate integrity
+
+	seq    atomic.Uint64 // last sequence number sent
+	window replay.Window
+}
+
+// NewSA validates cfg and builds the SA's cipher state.
+func NewSA(cfg *Config) (*SA, error) {
+	if cfg.Enc == nil {
+		return nil, errors.New("esp: no encryption transform")
+	}
+	if cfg.SPI < 256 {
+		return nil, fmt.Errorf("esp: SPI %#x is reserved (0-255)", cfg.SPI)
+	}
+	sa := &SA{spi: cfg.SPI, esn: cfg.ESN, enc: cfg.Enc, integ: cfg.Integ}
+	sa.hdrLen = HeaderLen + cfg.Enc.IVLen
+	sa.align = cfg.Enc.Block
+	var err error
+	switch cfg.Enc.Kind {
+	case xform.KindAEAD, xform.KindGMAC:
+		if cfg.Integ != nil {
+			return nil, fmt.Errorf("esp: %s is a combined-mode transform and takes no integrity algorithm", cfg.Enc.Name)
+		}
+		sa.aead, sa.salt, err = xform.NewAEAD(cfg.Enc, cfg.EncKey)
+		sa.icvLen = cfg.Enc.ICVLen
+	case xform.KindCBC, xform.KindNull:
+		if cfg.Integ == nil {
+			return nil, fmt.Errorf("esp: %s needs an integrity algorithm", cfg.Enc.Name)
+		}
+		if cfg.Integ.GMAC {
+			return nil, fmt.Errorf("esp: %s is not an ESP integrity algorithm (use enc=%s)", cfg.Integ.Name, cfg.Integ.Name)
+		}
+		if cfg.Enc.Kind == xform.KindCBC {
+			if sa.block, err = xform.NewBlock(cfg.Enc, cfg.EncKey); err != nil {
+				return nil, fmt.Errorf("esp: %w", err)
+			}
+			ivKey := make([]byte, len(cfg.EncKey))
+			if _, err := rand.Read(ivKey); err != nil {
+				return nil, fmt.Errorf("esp: IV key: %w", err)
+			}
+			sa.ivGen, err = xform.NewBlock(cfg.Enc, ivKey)
+			clear(ivKey)
+		} else if len(cfg.EncKey) != 0 {
+			return nil, fmt.Errorf("esp: null encryption takes no key")
+		}
+		if err == nil {
+			sa.mac, err = xform.NewMAC(cfg.Integ, cfg.IntegKey)
+		}
+		sa.icvLen = cfg.Integ.ICVLen
+	default:
+		return nil, fmt.Errorf("esp: transform %s: %w", cfg.Enc.Name, ErrNotSupported)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("esp: %w", err)
+	}
+	w := cfg.ReplayWindow
+	switch {
+	case w == 0:
+		w = replay.DefaultSize
+	case w < 0:
+		w = 0
+	}
+	if err := sa.window.Init(w); err != nil {
+		return nil, fmt.Errorf("esp: replay window: %w", err)
+	}
+	next := cfg.NextSeq
+	if next == 0 {
+		next = 1
+	}
+	sa.seq.Store(next - 1)
+	return sa, nil
+}
+
+// SPI returns the SA's Security Parameters Index.
+func (sa *SA) SPI() uint32 { return sa.spi }
+
+// ESN reports whether the SA uses Extended Sequence Numbers.
+func (sa *SA) ESN() bool { return sa.esn }
+
+// Name describes the transform, as strongSwan writes it (e.g. "aes128-sha256").
+func (sa *SA) Name() string {
+	if sa.integ == nil {
+		return sa.enc.Name
+	}
+	return sa.enc.Name + "-" + sa.integ.Name
+}
+
+// HeaderLen is the length of the ESP header on the wire: SPI, sequence
+// number and IV.
+func (sa *SA) HeaderLen() int { return sa.hdrLen }
+
+// Headroom is the room Seal and Open need before the ESP header's place:
+// HeaderLen plus four scratch bytes for AES-GMAC under ESN.
+func (sa *SA) Headroom() int { return sa.hdrLen + sa.preroom() }
+
+// TrailerLen is the most Seal appends after the payload (padding, pad
+// length, next header and ICV), not counting ScratchLen.
+func (sa *SA) TrailerLen() int { return sa.align - 1 + 2 + sa.icvLen }
+
+// Overhead is the number of bytes Seal adds to a payload of n bytes.
+func (sa *SA) Overhead(n int) int {
+	return sa.hdrLen + sa.padLen(n) + 2 + sa.icvLen // preroom is scratch, not sent
+}
+
+// Tailroom is the capacity Seal needs beyond the payload's end.
+func (sa *SA) Tailroom() int { return sa.TrailerLen() + ScratchLen }
+
+// LastSeq is the last sequence number sent.
+func (sa *SA) LastSeq() uint64 { return sa.seq.Load() }
+
+// Window is the SA's anti-replay window (inbound use).
+func (sa *SA) Window() *replay.Window { return &sa.window }
+
+// preroom is the headroom needed before the ESP header itself: four bytes
+// for GMAC under ESN (see gmac).
+func (sa *SA) preroom() int {
+	if sa.esn && sa.enc.Kind == xform.KindGMAC {
+		return 4
+	}
+	return 0
+}
+
+func (sa *SA) padLen(n int) int {
+	return (sa.align - (n+2)%sa.align) % sa.align
+}
+
+// Zero drops the SA's key state; the SA must not be used afterwards.
+func (sa *SA) Zero() {
+	if sa.mac != nil {
+		sa.mac.Zero()
+	}
+	sa.aead, sa.block, sa.ivGen, sa.mac = nil, nil, nil, nil
+	clear(sa.salt[:])
+}
+
+// nextSeq reserves n sequence numbers and returns the first.
+func (sa *SA) nextSeq(n int) (uint64, error) {
+	last := sa.seq.Add(uint64(n))
+	first := last - uint64(n) + 1
+	limit := uint64(1<<32 - 1)
+	if sa.esn {
+		limit = ^uint64(0)
+	}
+	if last < first || last > limit {
+		// Keep the counter pinned so later calls fail too.
+		sa.seq.Store(limit)
+		return 0, fmt.Errorf("esp: spi %#x: %w", sa.spi, ErrSeqOverflow)
+	}
+	return first, nil
+}
+
+// Offsets index buf up to its capacity: the bytes between len(buf) and
+// cap(buf) are the tailroom.
+
+// Seal protects the payload buf[off:end] in place with the next sequence
+// number: it writes the ESP header and IV into buf[off-HeaderLen():off] and
+// padding, trailer and ICV after end. It returns the ESP packet's bounds.
+// off must be at least Headroom() and cap(buf) must leave Tailroom() after end.
+func (sa *SA) Seal(buf []byte, off, end int, nextHeader uint8) (start, newEnd int, err error) {
+	seq, err := sa.nextSeq(1)
+	if err != nil {
+		return 0, 0, err
+	}
+	return sa.sealSeq(buf, off, end, nextHeader, seq)
+}
+
+func (sa *SA) sealSeq(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
+	return sa.seal(buf, off, end, nextHeader, seq, nil)
+}
+
+// seal is sealSeq with an optional fixed IV, for known-answer tests.
+func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64, fixedIV []byte) (int, int, error) {
+	buf = buf[:cap(buf)]
+	if off < sa.hdrLen+sa.preroom() || end < off || end > len(buf) {
+		return 0, 0, ErrNoRoom
+	}
+	n := end - off
+	pad := sa.padLen(n)
+	ctEnd := end + pad + 2
+	pktEnd := ctEnd + sa.icvLen
+	if pktEnd+ScratchLen > cap(buf) {
+		return 0, 0, ErrNoRoom
+	}
+	buf = buf[:pktEnd+ScratchLen]
+	start := off - sa.hdrLen
+	for i := 0; i < pad; i++ {
+		buf[end+i] = byte(i + 1)
+	}
+	buf[end+pad] = byte(pad)
+	buf[end+pad+1] = nextHeader
+	hdr := buf[start:off]
+	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
+	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
+	scratch := buf[pktEnd : pktEnd+ScratchLen]
+
+	switch {
+	case sa.aead != nil:
+		iv := hdr[HeaderLen:]
+		binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
+		if fixedIV != nil {
+			copy(iv, fixedIV)
+		}
+		nonce := scratch[:12]
+		copy(nonce, sa.salt[:])
+		copy(nonce[4:], iv)
+		aad := sa.aad(hdr, scratch[12:24], seq)
+		if sa.enc.Kind == xform.KindGMAC {
+			// RFC 4543: the whole packet is authenticated, nothing encrypted.
+			sa.gmac(buf, start, ctEnd, seq, nonce, scratch[24:], false)
+		} else {
+			sa.aead.Seal(buf[off:off], nonce, buf[off:ctEnd], aad)
+		}
+	default:
+		if sa.block != nil {
+			iv := hdr[HeaderLen:]
+			sa.makeIV(iv, seq, scratch)
+			if fixedIV != nil {
+				copy(iv, fixedIV)
+			}
+			cbcEncrypt(sa.block, iv, buf[off:ctEnd])
+		}
+		s := sa.mac.Begin()
+		s.Write(buf[start:ctEnd])
+		if sa.esn {
+			binary.BigEndian.PutUint32(scratch[:4], uint32(seq>>32))
+			s.Write(scratch[:4])
+		}
+		sa.mac.Finish(s, buf[ctEnd:pktEnd], scratch)
+	}
+	clear(scratch)
+	return start, pktEnd, nil
+}
+
+// aad returns the AAD for combined modes (RFC 4106 section 5): SPI and
+// sequence number, with the high 32 bits between them under ESN.
+func (sa *SA) aad(hdr, scratch []byte, seq uint64) []byte {
+	if !sa.esn {
+		return hdr[:HeaderLen]
+	}
+	copy(scratch[0:4], hdr[0:4])
+	binary.BigEndian.PutUint32(scratch[4:8], uint32(seq>>32))
+	binary.BigEndian.PutUint32(scratch[8:12], uint32(seq))
+	return scratch[:12]
+}
+
+// gmac computes (or, with open set, verifies) the RFC 4543 ICV of the ESP
+// packet buf[start:ctEnd], whose ICV follows at ctEnd. The AAD is the whole
+// packet; under ESN the high sequence bits go between SPI and sequence
+// number, so the SPI is moved into the four bytes before start for the
+// computation and everything is put back afterwards.
+func (sa *SA) gmac(buf []byte, start, ctEnd int, seq uint64, nonce, scratch []byte, open bool) bool {
+	aadStart := start
+	if sa.esn {
+		aadStart = start - 4
+		copy(scratch[:4], buf[aadStart:start])
+		copy(buf[aadStart:start], buf[start:start+4])
+		binary.BigEndian.PutUint32(buf[start:start+4], uint32(seq>>32))
+	}
+	aad := buf[aadStart:ctEnd]
+	ok := true
+	if open {
+		_, err := sa.aead.Open(nil, nonce, buf[ctEnd:ctEnd+sa.icvLen], aad)
+		ok = err == nil
+	} else {
+		sa.aead.Seal(buf[ctEnd:ctEnd], nonce, nil, aad)
+	}
+	if sa.esn {
+		copy(buf[start:start+4], buf[aadStart:start])
+		copy(buf[aadStart:start], scratch[:4])
+	}
+	return ok
+}
+
+func (sa *SA) makeIV(iv []byte, seq uint64, scratch []byte) {
+	bs := sa.ivGen.BlockSize()
+	ctr := scratch[:bs]
+	clear(ctr)
+	binary.BigEndian.PutUint64(ctr[bs-8:], seq)
+	sa.ivGen.Encrypt(scratch[bs:2*bs], ctr)
+	copy(iv, scratch[bs:2*bs])
+}
+
+func cbcEncrypt(b cipher.Block, iv, data []byte) {
+	bs := b.BlockSize()
+	prev := iv
+	for i := 0; i < len(data); i += bs {
+		blk := data[i : i+bs]
+		subtleXOR(blk, prev)
+		b.Encrypt(blk, blk)
+		prev = blk
+	}
+}
+
+// cbcDecrypt decrypts data in place, walking backwards so that each
+// ciphertext block is still intact when the next one needs it.
+func cbcDecrypt(b cipher.Block, iv, data []byte) {
+	bs := b.BlockSize()
+	for i := len(data) - bs; i >= 0; i -= bs {
+		blk := data[i : i+bs]
+		b.Decrypt(blk, blk)
+		if i == 0 {
+			subtleXOR(blk, iv)
+		} else {
+			subtleXOR(blk, data[i-bs:i])
+		}
+	}
+}
+
+func subtleXOR(dst, src []byte) {
+	for i := range dst {
+		dst[i] ^= src[i]
+	}
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. On a fresh Debian 12 machine, run as
+# root, it first installs the tools the cross-checks need (scapy, tshark, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(python3-scapy python3-cryptography tshark nftables iproute2 iputils-ping)
+
+install_deps() {
+	local missing=()
+	for p in "${PKGS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		echo "test.sh: not root or no apt-get: not installing ${missing[*]}; tests that need them will skip" >&2
+		return 0
+	fi
+	echo "test.sh: installing ${missing[*]}" >&2
+	# Keep package postinst scripts from starting services in this namespace.
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_deps
+
+# Cross-checks call Debian's python (scapy lives there), whatever python3 is on PATH.
+export GOIPSEC_PYTHON=${GOIPSEC_PYTHON:-/usr/bin/python3}
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== cross-builds"
+for t in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 freebsd/amd64; do
+	GOOS=${t%/*} GOARCH=${t#*/} go build ./... || { echo "build failed for $t"; exit 1; }
+done
+
+echo "== fuzz smoke (seed corpora run above; a few seconds of new inputs each)"
+fuzz_secs=${FUZZ_SECONDS:-5}
+while read -r pkg target; do
+	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${fuzz_secs}s" "$pkg" >/dev/null
+	echo "ok  $pkg $target"
+done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do echo "./$(dirname "${f#./}") $t"; done
+done)
+
+echo "== all tests passed"
