@@ -157,19 +157,19 @@ func (sa *SA) DecapTunnel(buf []byte, off, end int) (start, newEnd int, err erro
 	switch nh {
 	case packet.ProtoIPv4:
 		if len(inner) < packet.IPv4MinHeaderLen || inner[0]>>4 != 4 {
-			return 0, 0, fmt.Errorf("esp: spi %#x: inner IPv4 header: %w", sa.spi, ErrBadInner)
+			return 0, 0, sa.err(ErrBadInner)
 		}
 		n = int(packet.IPv4(inner).TotalLength())
 	case packet.ProtoIPv6:
 		if len(inner) < packet.IPv6HeaderLen || inner[0]>>4 != 6 {
-			return 0, 0, fmt.Errorf("esp: spi %#x: inner IPv6 header: %w", sa.spi, ErrBadInner)
+			return 0, 0, sa.err(ErrBadInner)
 		}
 		n = packet.IPv6HeaderLen + int(packet.IPv6(inner).PayloadLength())
 	default:
-		return 0, 0, fmt.Errorf("esp: spi %#x: next header %d in tunnel mode: %w", sa.spi, nh, ErrNextHeader)
+		return 0, 0, sa.err(ErrNextHeader)
 	}
 	if n > len(inner) || n < 20 {
-		return 0, 0, fmt.Errorf("esp: spi %#x: inner length %d, payload %d: %w", sa.spi, n, len(inner), ErrBadInner)
+		return 0, 0, sa.err(ErrBadInner)
 	}
 	return start, start + n, nil // the rest is TFC padding (RFC 4303 2.7)
 }

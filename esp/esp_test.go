@@ -357,3 +357,45 @@ func TestBatch(t *testing.T) {
 		t.Fatalf("duplicate: %v", rev[len(pkts)].Err)
 	}
 }
+
+func TestZero(t *testing.T) {
+	out, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	buf, off, end := bufWith([]byte("x"))
+	start, pend, err := out.Seal(buf, off, end, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Zero()
+	if _, _, _, _, err := in.Open(buf, start, pend); !errors.Is(err, ErrDead) {
+		t.Fatalf("open on a zeroed SA: %v", err)
+	}
+	out.Zero()
+	if _, _, err := out.Seal(buf, off, end, 4); !errors.Is(err, ErrDead) {
+		t.Fatalf("seal on a zeroed SA: %v", err)
+	}
+	if in.salt != [4]byte{} {
+		t.Fatal("salt not wiped")
+	}
+}
+
+// TestRejectNoAlloc checks that rejecting a packet does not allocate, so a
+// flood of forged packets costs no garbage.
+func TestRejectNoAlloc(t *testing.T) {
+	out, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	buf, off, end := bufWith(make([]byte, 100))
+	start, pend, _ := out.Seal(buf, off, end, 4)
+	buf[:cap(buf)][pend-1] ^= 1
+	pkt := append([]byte(nil), buf[:cap(buf)][start:pend]...)
+	allocs := testing.AllocsPerRun(100, func() {
+		copy(buf[:cap(buf)][start:], pkt)
+		if _, _, _, _, err := in.Open(buf, start, pend); !errors.Is(err, ErrAuth) {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per rejected packet", allocs)
+	}
+	if got := (&Error{SPI: 0x1234, Reason: ErrAuth}).Error(); got != "esp: spi 0x1234: integrity check failed" {
+		t.Fatalf("message %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package esp
 
 import (
 	"crypto/subtle"
+	"strings"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,21 +27,24 @@ func SPIOf(pkt []byte) (uint32, error) {
 // packets are verified and reported as ErrDummy. cap(buf) must leave
 // ScratchLen after end, and off must be at least Headroom()-HeaderLen().
 func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8, seq uint64, err error) {
+	if sa.dead.Load() {
+		return 0, 0, 0, 0, sa.err(ErrDead)
+	}
 	buf = buf[:cap(buf)]
 	if off < sa.preroom() || end < off || end+ScratchLen > len(buf) {
 		return 0, 0, 0, 0, ErrNoRoom
 	}
 	pkt := buf[off:end]
 	if len(pkt) < sa.hdrLen+2+sa.icvLen {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x: %d bytes: %w", sa.spi, len(pkt), ErrTruncated)
+		return 0, 0, 0, 0, sa.err(ErrTruncated)
 	}
 	spi := binary.BigEndian.Uint32(pkt)
 	if spi != sa.spi {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x on SA %#x: %w", spi, sa.spi, ErrSPI)
+		return 0, 0, 0, 0, sa.err(ErrSPI)
 	}
 	ctLen := len(pkt) - sa.hdrLen - sa.icvLen
 	if sa.block != nil && ctLen%sa.align != 0 {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x: ciphertext of %d bytes not a multiple of the block size: %w", sa.spi, ctLen, ErrBadLength)
+		return 0, 0, 0, 0, sa.err(ErrBadLength)
 	}
 	seq, err = sa.window.Check(binary.BigEndian.Uint32(pkt[4:8]), sa.esn)
 	if err != nil {
@@ -77,7 +81,7 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	}
 	clear(scratch)
 	if !ok {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x seq %d: %w", sa.spi, seq, ErrAuth)
+		return 0, 0, 0, 0, sa.err(ErrAuth)
 	}
 	if err := sa.window.Accept(seq); err != nil {
 		return 0, 0, 0, 0, sa.replayErr(err, seq)
@@ -86,13 +90,13 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	nextHeader = full[ctEnd-1]
 	pend = ctEnd - 2 - padLen
 	if pend < ctStart {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x seq %d: pad length %d exceeds payload: %w", sa.spi, seq, padLen, ErrBadLength)
+		return 0, 0, 0, 0, sa.err(ErrBadLength)
 	}
 	if !monotonicPad(full[pend : ctEnd-2]) {
-		return 0, 0, 0, 0, fmt.Errorf("esp: spi %#x seq %d: %w", sa.spi, seq, ErrBadPadding)
+		return 0, 0, 0, 0, sa.err(ErrBadPadding)
 	}
 	if nextHeader == NextHeaderNone {
-		return ctStart, pend, nextHeader, seq, ErrDummy
+		return ctStart, pend, nextHeader, seq, sa.err(ErrDummy)
 	}
 	return ctStart, pend, nextHeader, seq, nil
 }
@@ -109,11 +113,39 @@ func monotonicPad(p []byte) bool {
 func (sa *SA) replayErr(err error, seq uint64) error {
 	switch {
 	case errors.Is(err, replay.ErrReplay):
-		return fmt.Errorf("esp: spi %#x seq %d: %w", sa.spi, seq, ErrReplay)
+		return sa.err(ErrReplay)
 	case errors.Is(err, replay.ErrTooOld):
-		return fmt.Errorf("esp: spi %#x seq %d: %w", sa.spi, seq, ErrTooOld)
+		return sa.err(ErrTooOld)
 	case errors.Is(err, replay.ErrZero):
-		return fmt.Errorf("esp: spi %#x: %w", sa.spi, ErrSeqZero)
+		return sa.err(ErrSeqZero)
 	}
 	return fmt.Errorf("esp: spi %#x seq %d: %w", sa.spi, seq, err)
+}
+
+// Error is a packet rejected by an SA: the SA's SPI and the reason, one of
+// this package's Err values (errors.Is works). Each SA keeps one Error per
+// reason, so rejecting a packet does not allocate.
+type Error struct {
+	SPI    uint32
+	Reason error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("esp: spi %#x: %s", e.SPI, strings.TrimPrefix(e.Reason.Error(), "esp: "))
+}
+
+// Unwrap returns the reason.
+func (e *Error) Unwrap() error { return e.Reason }
+
+// packetErrors are the reasons an SA rejects a packet with.
+var packetErrors = [...]error{ErrTruncated, ErrBadLength, ErrBadPadding, ErrAuth, ErrSPI, ErrReplay, ErrTooOld, ErrSeqZero, ErrDummy, ErrBadInner, ErrNextHeader, ErrDead}
+
+// err returns the SA's preallocated error for reason.
+func (sa *SA) err(reason error) error {
+	for i, r := range packetErrors {
+		if r == reason {
+			return &sa.errs[i]
+		}
+	}
+	return fmt.Errorf("esp: spi %#x: %w", sa.spi, reason)
 }

@@ -39,6 +39,7 @@ var (
 	ErrBadInner     = errors.New("esp: bad inner packet")
 	ErrNextHeader   = errors.New("esp: unexpected next header")
 	ErrNotSupported = errors.New("esp: not supported")
+	ErrDead         = errors.New("esp: SA deleted")
 )
 
 // Config describes one unidirectional ESP SA.
@@ -75,6 +76,8 @@ type SA struct {
 
 	seq    atomic.Uint64 // last sequence number sent
 	window replay.Window
+	dead   atomic.Bool
+	errs   [len(packetErrors)]Error
 }
 
 // NewSA validates cfg and builds the SA's cipher state.
@@ -86,6 +89,9 @@ func NewSA(cfg *Config) (*SA, error) {
 		return nil, fmt.Errorf("esp: SPI %#x is reserved (0-255)", cfg.SPI)
 	}
 	sa := &SA{spi: cfg.SPI, esn: cfg.ESN, enc: cfg.Enc, integ: cfg.Integ}
+	for i, r := range packetErrors {
+		sa.errs[i] = Error{SPI: cfg.SPI, Reason: r}
+	}
 	sa.hdrLen = HeaderLen + cfg.Enc.IVLen
 	sa.align = cfg.Enc.Block
 	var err error
@@ -197,17 +203,25 @@ func (sa *SA) padLen(n int) int {
 	return (sa.align - (n+2)%sa.align) % sa.align
 }
 
-// Zero drops the SA's key state; the SA must not be used afterwards.
+// Zero marks the SA dead, so that Seal and Open refuse packets with
+// ErrDead, and wipes the key material it holds (the salt and the HMAC key
+// copy). Go's cipher objects offer no way to wipe their expanded keys; they
+// stay reachable until calls already in progress finish, then are garbage.
 func (sa *SA) Zero() {
+	if sa.dead.Swap(true) {
+		return
+	}
 	if sa.mac != nil {
 		sa.mac.Zero()
 	}
-	sa.aead, sa.block, sa.ivGen, sa.mac = nil, nil, nil, nil
 	clear(sa.salt[:])
 }
 
 // nextSeq reserves n sequence numbers and returns the first.
 func (sa *SA) nextSeq(n int) (uint64, error) {
+	if sa.dead.Load() {
+		return 0, sa.err(ErrDead)
+	}
 	last := sa.seq.Add(uint64(n))
 	first := last - uint64(n) + 1
 	limit := uint64(1<<32 - 1)

@@ -261,7 +261,6 @@ func (m *MAC) Verify(s *MACState, icv, scratch []byte) bool {
 // Zero overwrites the key copy; the MAC must not be used afterwards.
 func (m *MAC) Zero() {
 	clear(m.key)
-	m.pool = sync.Pool{}
 }
 
 // NewGMAC returns the AES-GCM instance and salt for AES-GMAC integrity
