@@ -2,10 +2,10 @@ package esp
 
 import (
 	"crypto/subtle"
-	"strings"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/xform"
