@@ -1,0 +1,365 @@
+// Package dataplane wires the cleartext side (a TUN device or a userspace
+// stack), the SPD, the SAD, the ESP engine and the UDP socket together: the
+// packet's way of the design, outbound and inbound, in batches.
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/internal/packet"
+	"github.com/goipsec/goipsec/internal/udp"
+	"github.com/goipsec/goipsec/sad"
+	"github.com/goipsec/goipsec/spd"
+)
+
+// Buffer layout: every packet buffer has Headroom bytes before the packet
+// (room for the ESP header, or for rebuilding an IP header in transport
+// mode) and Tailroom bytes after its largest packet (ESP trailer, ICV and
+// scratch).
+const (
+	Headroom = 128
+	Tailroom = 128
+	// MaxPacket is the largest packet a buffer holds.
+	MaxPacket = 65535
+	// BufferSize is the size of one packet buffer.
+	BufferSize = Headroom + MaxPacket + Tailroom
+)
+
+// Datagram is one UDP payload, Buf[Off:End], with its remote endpoint. Buf
+// is the whole packet buffer, so that the engine can use the room around
+// the payload.
+type Datagram = udp.Message
+
+// Child is what the dataplane knows of a child beyond its SAs: for
+// transport mode, the inner addresses with which a received transport
+// payload is given its IP header back.
+type Child struct {
+	ID   sad.ChildID
+	Mode sad.Mode
+	// Local and Remote are the hosts' inner addresses (transport mode).
+	Local, Remote netip.Addr
+}
+
+// Acquire asks the key manager for SAs: traffic hit a PROTECT policy whose
+// child has no outbound SA (RFC 4301 "acquire").
+type Acquire struct {
+	Child sad.ChildID
+	Flow  packet.Flow
+}
+
+// Counters are the dataplane's own drop and traffic counters, by reason
+// (per-SA counters live in the SAD).
+type Counters struct {
+	TunPackets, TunBytes      atomic.Uint64 // read from the cleartext side
+	SentPackets, SentBytes    atomic.Uint64 // ESP datagrams sent
+	RecvPackets, RecvBytes    atomic.Uint64 // datagrams received
+	Delivered                 atomic.Uint64 // decrypted packets written to the cleartext side
+	Bypassed                  atomic.Uint64 // outbound packets under a BYPASS policy (dropped: no clear path)
+	Discarded                 atomic.Uint64 // outbound packets under a DISCARD policy or the default
+	NoSA                      atomic.Uint64 // PROTECT without an outbound SA (fail closed)
+	BadPacket                 atomic.Uint64 // cleartext packets that do not parse
+	SealErrors                atomic.Uint64 // sealing failed (sequence numbers exhausted, no room)
+	UnknownSPI                atomic.Uint64 // ESP with an SPI we have no SA for
+	Invalid                   atomic.Uint64 // UDP payloads that are neither ESP, IKE nor keepalive
+	Keepalives                atomic.Uint64 // NAT keepalives received
+	KeepalivesSent            atomic.Uint64 // NAT keepalives sent
+	IKE                       atomic.Uint64 // IKE messages handed to the key manager
+	InboundDrops              atomic.Uint64 // ESP packets dropped by their SA (see SAD counters)
+	Dummy                     atomic.Uint64 // dummy packets (next header 59) dropped
+	SendErrors, ReceiveErrors atomic.Uint64
+}
+
+// Engine moves packets between the cleartext side and the UDP socket.
+type Engine struct {
+	spd *spd.DB
+	sad *sad.DB
+	log *zap.Logger
+
+	children atomic.Pointer[map[sad.ChildID]*Child]
+	childMu  sync.Mutex
+
+	acquire    chan Acquire
+	lastAcq    sync.Map // sad.ChildID -> *atomic.Int64 (unix nanos)
+	ikeHandler atomic.Pointer[func(msg []byte, from netip.AddrPort)]
+
+	// Stats are the engine's counters.
+	Stats Counters
+}
+
+// New returns an engine over the given SPD and SAD.
+func New(policies *spd.DB, sas *sad.DB, log *zap.Logger) *Engine {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	e := &Engine{spd: policies, sad: sas, log: log, acquire: make(chan Acquire, 64)}
+	m := map[sad.ChildID]*Child{}
+	e.children.Store(&m)
+	return e
+}
+
+// SetChild adds or replaces what the engine knows of a child.
+func (e *Engine) SetChild(c Child) {
+	e.childMu.Lock()
+	defer e.childMu.Unlock()
+	old := *e.children.Load()
+	m := make(map[sad.ChildID]*Child, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[c.ID] = &c
+	e.children.Store(&m)
+}
+
+// RemoveChild forgets a child.
+func (e *Engine) RemoveChild(id sad.ChildID) {
+	e.childMu.Lock()
+	defer e.childMu.Unlock()
+	old := *e.children.Load()
+	m := make(map[sad.ChildID]*Child, len(old))
+	for k, v := range old {
+		if k != id {
+			m[k] = v
+		}
+	}
+	e.children.Store(&m)
+}
+
+// Acquires returns the channel of acquire events for the key manager.
+func (e *Engine) Acquires() <-chan Acquire { return e.acquire }
+
+// SetIKEHandler sets the function that receives IKE messages arriving on
+// the NAT-T port (without their non-ESP marker). The message is only valid
+// during the call.
+func (e *Engine) SetIKEHandler(f func(msg []byte, from netip.AddrPort)) {
+	e.ikeHandler.Store(&f)
+}
+
+// raiseAcquire tells the key manager, at most once a second per child.
+func (e *Engine) raiseAcquire(child sad.ChildID, f *packet.Flow) {
+	now := time.Now().UnixNano()
+	v, _ := e.lastAcq.Load(child)
+	if v == nil {
+		v, _ = e.lastAcq.LoadOrStore(child, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	prev := last.Load()
+	if now-prev < int64(time.Second) || !last.CompareAndSwap(prev, now) {
+		return
+	}
+	select {
+	case e.acquire <- Acquire{Child: child, Flow: *f}:
+	default:
+	}
+}
+
+// Encrypt runs the outbound half of the packet's way on a batch read from
+// the cleartext side: bufs[i][offset:offset+sizes[i]] are IP packets, each
+// buffer with Tailroom capacity beyond it. Packets a PROTECT policy covers
+// are sealed in place with their child's outbound SA and appended to out as
+// datagrams for the peer; everything else is counted and dropped (there is
+// no clear path: the UDP socket is the only way out). It returns the
+// extended out.
+func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram) []Datagram {
+	snap := e.spd.Snapshot()
+	var f packet.Flow
+	for i, size := range sizes {
+		buf := bufs[i]
+		pkt := buf[offset : offset+size]
+		e.Stats.TunPackets.Add(1)
+		e.Stats.TunBytes.Add(uint64(size))
+		if err := packet.ParseFlow(pkt, &f); err != nil {
+			e.Stats.BadPacket.Add(1)
+			continue
+		}
+		d := snap.Lookup(spd.Outbound, &f)
+		switch d.Action {
+		case spd.Protect:
+		case spd.Bypass:
+			e.Stats.Bypassed.Add(1)
+			continue
+		default:
+			e.Stats.Discarded.Add(1)
+			continue
+		}
+		child := sad.ChildID(d.Ref)
+		sa := e.sad.Outbound(child)
+		if sa == nil {
+			e.Stats.NoSA.Add(1)
+			e.raiseAcquire(child, &f)
+			continue
+		}
+		engine := sa.ESP()
+		if engine == nil || !sa.Count(size) {
+			e.Stats.NoSA.Add(1)
+			continue
+		}
+		var start, end int
+		var err error
+		if sa.Mode() == sad.Transport {
+			// The socket writes the outer IP header: ESP carries only the
+			// transport payload (and what follows the insertion point).
+			nhOff, ins, ierr := packet.TransportInsertion(pkt)
+			if ierr != nil {
+				e.Stats.BadPacket.Add(1)
+				continue
+			}
+			start, end, err = engine.Seal(buf, offset+ins, offset+size, pkt[nhOff])
+		} else {
+			start, end, err = engine.EncapTunnel(buf, offset, offset+size)
+		}
+		if err != nil {
+			e.Stats.SealErrors.Add(1)
+			if errors.Is(err, esp.ErrSeqOverflow) {
+				e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+			}
+			continue
+		}
+		out = append(out, Datagram{Buf: buf, Off: start, End: end, Addr: sa.Peer()})
+	}
+	return out
+}
+
+// Decrypt runs the inbound half on a batch of received datagrams (each Buf
+// with Headroom before it and Tailroom after it in its buffer). Decrypted IP
+// packets are appended to tunBufs so that tunBufs[j][offset:] is the packet
+// (offset must be at most Headroom-40); IKE messages go to the IKE handler.
+func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
+	var f packet.Flow
+	for i := range in {
+		d := &in[i]
+		p := d.Payload()
+		e.Stats.RecvPackets.Add(1)
+		e.Stats.RecvBytes.Add(uint64(len(p)))
+		switch udp.Classify(p) {
+		case udp.KindESP:
+		case udp.KindKeepalive:
+			e.Stats.Keepalives.Add(1)
+			continue
+		case udp.KindIKE:
+			e.Stats.IKE.Add(1)
+			if h := e.ikeHandler.Load(); h != nil {
+				(*h)(p[udp.NonESPMarkerLen:], d.Addr)
+			}
+			continue
+		default:
+			e.Stats.Invalid.Add(1)
+			continue
+		}
+		spi, _ := esp.SPIOf(p)
+		sa := e.sad.Inbound(sad.ESP, spi)
+		if sa == nil {
+			e.Stats.UnknownSPI.Add(1)
+			continue
+		}
+		engine := sa.ESP()
+		if engine == nil {
+			e.Stats.UnknownSPI.Add(1)
+			continue
+		}
+		full, base := d.Buf[:cap(d.Buf)], d.Off
+		var start, end int
+		var err error
+		if sa.Mode() == sad.Transport {
+			var nh uint8
+			start, end, nh, _, err = engine.Open(full, base, base+len(p))
+			if err == nil {
+				start, err = e.rebuildHeader(full, start, end, nh, sa)
+			}
+		} else {
+			start, end, err = engine.DecapTunnel(full, base, base+len(p))
+		}
+		if err != nil {
+			if errors.Is(err, esp.ErrDummy) {
+				e.Stats.Dummy.Add(1)
+				continue
+			}
+			sa.DropErr(err)
+			e.Stats.InboundDrops.Add(1)
+			continue
+		}
+		inner := full[start:end]
+		if packet.ParseFlow(inner, &f) != nil {
+			sa.Drop(sad.DropBadLength)
+			e.Stats.InboundDrops.Add(1)
+			continue
+		}
+		if !sa.CheckInbound(f) { // counted by the SA as a policy drop
+			e.Stats.InboundDrops.Add(1)
+			continue
+		}
+		if !sa.Count(len(inner)) {
+			e.Stats.InboundDrops.Add(1)
+			continue
+		}
+		// The packet authenticated: follow the peer's NAT mapping.
+		if d.Addr.IsValid() && sa.UpdatePeer(d.Addr) {
+			e.log.Info("peer endpoint changed", zap.Uint32("spi", spi), zap.Stringer("addr", d.Addr))
+			e.updateOutboundPeer(sa, d.Addr)
+		}
+		if start < offset {
+			e.Stats.InboundDrops.Add(1)
+			continue
+		}
+		tunBufs = append(tunBufs, full[start-offset:end])
+		e.Stats.Delivered.Add(1)
+	}
+	return tunBufs
+}
+
+// updateOutboundPeer moves the child's outbound SA to the peer's new
+// address when it does not share the inbound SA's endpoint cell.
+func (e *Engine) updateOutboundPeer(in *sad.SA, ap netip.AddrPort) {
+	if out := e.sad.Outbound(in.Child()); out != nil && out.Endpoint() != in.Endpoint() {
+		out.UpdatePeer(ap)
+	}
+}
+
+// rebuildHeader gives a transport-mode payload full[start:end] (protocol
+// nh) an IP header in front, from the child's inner addresses, and returns
+// the new start.
+func (e *Engine) rebuildHeader(full []byte, start, end int, nh uint8, sa *sad.SA) (int, error) {
+	c := (*e.children.Load())[sa.Child()]
+	if c == nil || !c.Remote.IsValid() {
+		return 0, errNoChild
+	}
+	n := end - start
+	if c.Remote.Is4() {
+		s := start - packet.IPv4MinHeaderLen
+		if s < 0 || n+packet.IPv4MinHeaderLen > 0xffff {
+			return 0, esp.ErrNoRoom
+		}
+		h := packet.IPv4(full[s:start])
+		h[0] = 0x45
+		h.SetTOS(0)
+		h.SetTotalLength(uint16(n + packet.IPv4MinHeaderLen))
+		h.SetID(0)
+		h.SetFlagsFragmentOffset(packet.IPv4FlagDontFragment, 0)
+		h.SetTTL(64)
+		h.SetProtocol(nh)
+		h.SetSrc(c.Remote)
+		h.SetDst(c.Local)
+		h.ComputeChecksum()
+		return s, nil
+	}
+	s := start - packet.IPv6HeaderLen
+	if s < 0 || n > 0xffff {
+		return 0, esp.ErrNoRoom
+	}
+	h := packet.IPv6(full[s:start])
+	h[0], h[1], h[2], h[3] = 0x60, 0, 0, 0
+	h.SetPayloadLength(uint16(n))
+	h.SetNextHeader(nh)
+	h.SetHopLimit(64)
+	h.SetSrc(c.Remote)
+	h.SetDst(c.Local)
+	return s, nil
+}
+
+var errNoChild = errors.New("dataplane: transport SA without inner addresses")
