@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(python3-scapy python3-cryptography tshark nftables iproute2 iputils-ping)
+PKGS=(python3-scapy python3-cryptography tshark nftables iproute2 iputils-ping conntrack iperf3)
 
 install_deps() {
 	local missing=()

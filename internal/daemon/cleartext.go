@@ -14,10 +14,25 @@ import (
 // links (see tun.PolicyRouting).
 const RouteTable = 0x4711
 
-// espUDPOverhead is the most ESP-in-UDP adds to an inner packet: outer IPv6
-// and UDP headers, ESP header and IV, up to 15 bytes of padding, pad length,
-// next header and a 32-byte ICV.
-const espUDPOverhead = 40 + 8 + 8 + 16 + 15 + 2 + 32
+// overhead is the most ESP in UDP adds to an inner packet for the static
+// children's transforms: outer IP and UDP headers, ESP header and IV,
+// padding, pad length, next header and ICV.
+func (d *Daemon) overhead() int {
+	most := 0
+	for _, sc := range d.statics {
+		outer := 20
+		if sc.Peer.Addr().Is6() && !sc.Peer.Addr().Is4In6() {
+			outer = 40
+		}
+		e := sc.Out.Enc
+		n := outer + 8 + 8 + e.IVLen + e.Block - 1 + 2 + e.ICVLen
+		if sc.Out.Integ != nil {
+			n += sc.Out.Integ.ICVLen
+		}
+		most = max(most, n)
+	}
+	return most
+}
 
 func (d *Daemon) openCleartext(ctx context.Context) error {
 	t := &d.cfg.Tun
@@ -28,9 +43,9 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 	default:
 		return fmt.Errorf("tun.mode %q", t.Mode)
 	}
-	if t.MTU+espUDPOverhead > 1500 {
-		d.log.Info("tun MTU plus ESP-in-UDP overhead exceeds 1500: ESP packets may be fragmented on a 1500-byte underlay",
-			zap.Int("mtu", t.MTU), zap.Int("overhead", espUDPOverhead))
+	if o := d.overhead(); t.MTU+o > 1500 {
+		d.log.Warn("tun MTU plus ESP-in-UDP overhead exceeds 1500: ESP packets will be fragmented on a 1500-byte underlay",
+			zap.Int("mtu", t.MTU), zap.Int("overhead", o), zap.Int("suggested_mtu", 1500-o))
 	}
 	dev, err := tun.CreateKernel(t.Name, t.MTU)
 	if err != nil {
