@@ -174,6 +174,15 @@ func espName(c *esp.Config) string {
 // then tears down what it set up.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.Close()
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	return d.Serve(ctx)
+}
+
+// Start installs the SAs and policies and opens the socket and the
+// cleartext side; packets flow once Serve runs. Close undoes it.
+func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.Install(); err != nil {
 		return err
 	}
@@ -186,6 +195,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go d.SAD.Run(ctx)
 	go d.logEvents(ctx)
 	d.log.Info("running", zap.Stringer("listen", d.conn.LocalAddr()), zap.String("tun", d.cfg.Tun.Mode))
+	return nil
+}
+
+// Serve moves packets until ctx is done or the dataplane fails.
+func (d *Daemon) Serve(ctx context.Context) error {
 	err := d.Engine.Run(ctx, d.dev, d.conn)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
