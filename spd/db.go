@@ -155,8 +155,8 @@ func (s *Snapshot) Lookup(dir Direction, f *packet.Flow) Decision {
 	return Decision{Action: best.action, Ref: best.ref, Policy: best.pol}
 }
 
-// DB is the Security Policy Database. Lookups are lock-free and may run in
-// any number of goroutines while one writer at a time updates it.
+// DB is the Security Policy Database, made by New. Lookups may run in any
+// number of goroutines, without locking, while others update it.
 type DB struct {
 	mu   sync.Mutex // serializes writers
 	cur  atomic.Pointer[Snapshot]
@@ -289,7 +289,8 @@ type batchOp struct {
 
 // Batch is a list of changes that Apply installs atomically, in order: all
 // of them or, on error, none. The zero Batch is empty and ready to use.
-// Selectors' slices must not change until Apply returns.
+// Selectors' slices must not change until Apply returns; a Batch is not
+// safe for concurrent use.
 type Batch struct {
 	ops []batchOp
 }

@@ -7,8 +7,9 @@ import (
 )
 
 // The compiled structure, per direction and address family, is a tuple
-// space: one tuple per pair of prefix lengths (source, destination) that
-// some policy uses, each a hash table keyed by the masked address pair and
+// space: one tuple per pair of prefix lengths (of the flow's source and
+// destination: local and remote outbound, the reverse inbound) that some
+// policy uses, each a hash table keyed by the masked address pair and
 // holding the rules for that pair in policy order. A lookup probes the tuples
 // in order of the best rule each holds and stops as soon as the next tuple
 // cannot beat what it has found. A tuple's hash table is split into shards so
@@ -72,8 +73,8 @@ func insertRule[R interface{ rule | rrule }](rs []R, r R, ord func(*R) order, in
 	return out
 }
 
-// removeRule returns a new slice: rs without the rules of pol, and whether
-// one was there.
+// removeRule returns a new slice: rs without the rule of pol, and whether
+// it was there.
 func removeRule[R interface{ rule | rrule }](rs []R, pol *Policy, get func(*R) *Policy) ([]R, bool) {
 	for i := range rs {
 		if get(&rs[i]) == pol {
