@@ -298,7 +298,9 @@ func describeRule(m *rtnetlink.RuleMessage) string {
 
 // Configure applies cfg to the link called name in order (MTU, addresses,
 // up, routes, policy routing) and returns an undo that reverts exactly those
-// steps, in reverse. On error, the steps already done are reverted.
+// steps, in reverse. On error, the steps already done are reverted. The
+// kernel makes new IPv6 addresses reachable a moment after the link comes
+// up (asynchronously, even without DAD).
 func Configure(name string, cfg Config) (Undo, error) {
 	l, err := OpenLink(name)
 	if err != nil {

@@ -72,3 +72,13 @@ func TestZone(t *testing.T) {
 		t.Error("scopeFor(no-such-if0) succeeded")
 	}
 }
+
+func TestBatchSizeCap(t *testing.T) {
+	c := listen(t, "udp4", "127.0.0.1:0", &Options{BatchSize: 5000})
+	if c.BatchSize() != MaxBatchSize || len(c.sys.rd.hdrs) != MaxBatchSize {
+		t.Errorf("BatchSize = %d, want %d", c.BatchSize(), MaxBatchSize)
+	}
+	if d := listen(t, "udp4", "127.0.0.1:0", nil); d.BatchSize() != DefaultBatchSize {
+		t.Errorf("default BatchSize = %d", d.BatchSize())
+	}
+}

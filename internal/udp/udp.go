@@ -33,6 +33,10 @@ const DefaultBufferSize = 7 << 20
 // system call moves at most when Options leave it zero.
 const DefaultBatchSize = 128
 
+// MaxBatchSize is the largest batch one system call takes (Linux
+// UIO_MAXIOV).
+const MaxBatchSize = 1024
+
 // Options tune a Conn. The zero value is a good default.
 type Options struct {
 	// Mark is the firewall mark (Linux SO_MARK) set on every packet the
@@ -43,7 +47,7 @@ type Options struct {
 	// bytes; 0 means DefaultBufferSize, negative leaves the system default.
 	RecvBuffer, SendBuffer int
 	// BatchSize is the most datagrams moved per system call; 0 means
-	// DefaultBatchSize.
+	// DefaultBatchSize, and it is capped at MaxBatchSize.
 	BatchSize int
 }
 
@@ -93,6 +97,7 @@ func Listen(network, address string, opts *Options) (*Conn, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = DefaultBatchSize
 	}
+	o.BatchSize = min(o.BatchSize, MaxBatchSize)
 	if o.RecvBuffer == 0 {
 		o.RecvBuffer = DefaultBufferSize
 	}
@@ -205,6 +210,7 @@ const (
 	KindKeepalive
 )
 
+// String names the kind: "esp", "ike", "keepalive" or "invalid".
 func (k Kind) String() string {
 	switch k {
 	case KindESP:
