@@ -87,6 +87,15 @@ func (sa *SA) EncapTransport(buf []byte, off, end int, udp *UDPPorts) (start, ne
 	if newOff < sa.preroom() {
 		return 0, 0, ErrNoRoom
 	}
+	// The IP length fields are 16 bits (IPv6: the payload after the fixed
+	// header): refuse what would not fit rather than wrap them.
+	grown := len(pkt) + encap + sa.Overhead(len(pkt)-ins)
+	if pkt[0]>>4 == 6 {
+		grown -= packet.IPv6HeaderLen
+	}
+	if grown > 0xffff {
+		return 0, 0, fmt.Errorf("esp: transport: %d bytes after ESP exceed the IP length field: %w", grown, ErrTooBig)
+	}
 	// Reserve the sequence number before touching the buffer.
 	seq, err := sa.nextSeq(1)
 	if err != nil {

@@ -154,3 +154,28 @@ func TestTransportRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportTooBig checks that a packet that would outgrow the 16-bit IP
+// length fields is refused instead of having its lengths wrapped.
+func TestTransportTooBig(t *testing.T) {
+	out, _ := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	for _, pkt := range [][]byte{mkUDP4(t, make([]byte, 65535-28), false), mkUDP6(t, make([]byte, 65535-8), false)} {
+		if pkt[0]>>4 == 4 && len(pkt) != 65535 {
+			t.Fatalf("test packet of %d bytes", len(pkt))
+		}
+		buf, off, end := bufWith(pkt)
+		if _, _, err := out.EncapTransport(buf, off, end, nil); !errors.Is(err, ErrTooBig) {
+			t.Fatalf("IPv%d: got %v, want ErrTooBig", pkt[0]>>4, err)
+		}
+	}
+	// Just small enough still works.
+	pkt := mkUDP4(t, make([]byte, 65535-28-out.Overhead(65535-20)-8), false)
+	buf, off, end := bufWith(pkt)
+	s, e, err := out.EncapTransport(buf, off, end, nil)
+	if err != nil {
+		t.Fatalf("largest packet: %v", err)
+	}
+	if got := int(packet.IPv4(buf[s:e]).TotalLength()); got != e-s || got > 65535 {
+		t.Fatalf("total length %d for %d bytes", got, e-s)
+	}
+}

@@ -40,6 +40,7 @@ var (
 	ErrNextHeader   = errors.New("esp: unexpected next header")
 	ErrNotSupported = errors.New("esp: not supported")
 	ErrDead         = errors.New("esp: SA deleted")
+	ErrTooBig       = errors.New("esp: packet too big")
 )
 
 // Config describes one unidirectional ESP SA.
