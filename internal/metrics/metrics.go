@@ -1,0 +1,236 @@
+// Package metrics exports goipsec's counters to Prometheus: per-SA traffic
+// and drops, the dataplane's counters and (once IKE feeds them) IKE
+// statistics, all read at scrape time from the daemon's control.Backend,
+// never from the packet path.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/goipsec/goipsec/internal/control"
+)
+
+// IKEStats are the IKE daemon's statistics, as the IKE code will report
+// them.
+type IKEStats struct {
+	// SAs counts the IKE SAs by state (e.g. "connecting", "established",
+	// "rekeying", "deleting").
+	SAs map[string]int
+	// HandshakesStarted and HandshakesCompleted count IKE_SA_INIT exchanges
+	// begun and IKE SAs established.
+	HandshakesStarted, HandshakesCompleted uint64
+	// HandshakesFailed counts failed handshakes by reason (e.g. "timeout",
+	// "auth", "no_proposal").
+	HandshakesFailed map[string]uint64
+	// Rekeys counts completed rekeys by kind ("ike" or "child").
+	Rekeys map[string]uint64
+	// DPDFailures counts peers declared dead by dead peer detection.
+	DPDFailures uint64
+}
+
+// IKESource reports IKE statistics; it must be safe for concurrent use.
+type IKESource interface {
+	IKEStats() IKEStats
+}
+
+// Options are the optional sources of a Collector.
+type Options struct {
+	// IKE, if set, adds the goipsec_ike_* metrics.
+	IKE IKESource
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("goipsec_"+name, help, labels, nil)
+}
+
+var saLabels = []string{"connection", "child", "spi", "direction", "transform"}
+
+var (
+	descInfo      = desc("build_info", "goipsec's version; always 1.", "version", "goversion")
+	descStartTime = desc("start_time_seconds", "When the daemon started, in seconds since the Unix epoch.")
+	descSAs       = desc("sas", "IPsec SAs installed, by direction.", "direction")
+	descSAPackets = desc("sa_packets_total", "Packets protected (out) or accepted (in) by an IPsec SA.", saLabels...)
+	descSABytes   = desc("sa_bytes_total", "Bytes of cleartext protected (out) or accepted (in) by an IPsec SA.", saLabels...)
+	descSADrops   = desc("sa_drops_total", "Packets an IPsec SA dropped, by reason.",
+		"connection", "child", "spi", "direction", "reason")
+	descDPPackets = desc("dataplane_packets_total", "Packets through each stage of the dataplane.", "stage")
+	descDPBytes   = desc("dataplane_bytes_total", "Bytes through each stage of the dataplane.", "stage")
+	descDPDrops   = desc("dataplane_drops_total", "Packets the dataplane dropped, by reason (SA drops are in goipsec_sa_drops_total).", "reason")
+	descDPErrors  = desc("dataplane_errors_total", "Socket errors of the dataplane, by operation.", "op")
+
+	descIKESAs       = desc("ike_sas", "IKE SAs, by state.", "state")
+	descIKEStarted   = desc("ike_handshakes_started_total", "IKE handshakes started.")
+	descIKECompleted = desc("ike_handshakes_completed_total", "IKE handshakes that established an IKE SA.")
+	descIKEFailed    = desc("ike_handshakes_failed_total", "IKE handshakes that failed, by reason.", "reason")
+	descIKERekeys    = desc("ike_rekeys_total", "Rekeys completed, by kind (ike or child).", "kind")
+	descDPDFailures  = desc("ike_dpd_failures_total", "Peers declared dead by dead peer detection.")
+)
+
+// Collector is a prometheus.Collector over a control.Backend.
+type Collector struct {
+	b   control.Backend
+	ike IKESource
+}
+
+// New returns a collector over b.
+func New(b control.Backend, opts Options) *Collector {
+	return &Collector{b: b, ike: opts.IKE}
+}
+
+// Describe sends the descriptions of the metrics c exports.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descInfo, descStartTime, descSAs, descSAPackets, descSABytes, descSADrops,
+		descDPPackets, descDPBytes, descDPDrops, descDPErrors} {
+		ch <- d
+	}
+	if c.ike != nil {
+		for _, d := range []*prometheus.Desc{descIKESAs, descIKEStarted, descIKECompleted, descIKEFailed, descIKERekeys, descDPDFailures} {
+			ch <- d
+		}
+	}
+}
+
+// Collect reads the backend and sends the current values.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.b.Status()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descInfo, 1, st.Version, runtime.Version())
+	if !st.Started.IsZero() {
+		gauge(descStartTime, float64(st.Started.UnixNano())/1e9)
+	}
+
+	n := map[string]int{"in": 0, "out": 0}
+	for _, sa := range c.b.ListSAs() {
+		n[sa.Direction]++
+		l := []string{sa.Connection, sa.Child, sa.SPI, sa.Direction, sa.Transform}
+		counter(descSAPackets, sa.Packets, l...)
+		counter(descSABytes, sa.Bytes, l...)
+		for reason, v := range sa.Drops {
+			counter(descSADrops, v, sa.Connection, sa.Child, sa.SPI, sa.Direction, reason)
+		}
+	}
+	for dir, v := range n {
+		gauge(descSAs, float64(v), dir)
+	}
+
+	d := st.Dataplane
+	for _, s := range []struct {
+		stage string
+		v     uint64
+	}{
+		{"cleartext_in", d.CleartextPackets},
+		{"sent", d.SentPackets},
+		{"received", d.ReceivedPackets},
+		{"delivered", d.Delivered},
+		{"keepalive_rx", d.KeepalivesRx},
+		{"keepalive_tx", d.KeepalivesTx},
+		{"ike", d.IKE},
+	} {
+		counter(descDPPackets, s.v, s.stage)
+	}
+	counter(descDPBytes, d.CleartextBytes, "cleartext_in")
+	counter(descDPBytes, d.SentBytes, "sent")
+	counter(descDPBytes, d.ReceivedBytes, "received")
+	for _, r := range d.Drops() {
+		counter(descDPDrops, r.Value, r.Name)
+	}
+	counter(descDPErrors, d.SendErrors, "send")
+	counter(descDPErrors, d.RecvErrors, "receive")
+
+	if c.ike != nil {
+		s := c.ike.IKEStats()
+		for state, v := range s.SAs {
+			gauge(descIKESAs, float64(v), state)
+		}
+		counter(descIKEStarted, s.HandshakesStarted)
+		counter(descIKECompleted, s.HandshakesCompleted)
+		for reason, v := range s.HandshakesFailed {
+			counter(descIKEFailed, v, reason)
+		}
+		for kind, v := range s.Rekeys {
+			counter(descIKERekeys, v, kind)
+		}
+		counter(descDPDFailures, s.DPDFailures)
+	}
+}
+
+// NewRegistry returns a registry with c and the Go runtime and process
+// collectors.
+func NewRegistry(c *Collector) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler returns the HTTP handler for the metrics endpoint: /metrics, and
+// a pointer to it at /.
+func Handler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<html><head><title>goipsec</title></head><body><a href="/metrics">/metrics</a></body></html>`+"\n")
+	})
+	return mux
+}
+
+// Server is the metrics HTTP endpoint.
+type Server struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+// Listen opens the metrics endpoint on addr (host:port) for b.
+func Listen(addr string, b control.Backend, opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	h := Handler(NewRegistry(New(b, opts)))
+	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}, nil
+}
+
+// Addr returns the address the endpoint listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve answers scrapes until ctx is done, then shuts down.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("metrics: shutdown: %w", err)
+	}
+	return nil
+}
