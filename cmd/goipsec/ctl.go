@@ -45,10 +45,7 @@ const ctlSocketEnv = "GOIPSEC_SOCKET"
 
 // ctlDefaultSocket is the control socket path when --socket is not given.
 func ctlDefaultSocket() string {
-	if s := os.Getenv(ctlSocketEnv); s != "" {
-		return s
-	}
-	return config.DefaultSocket
+	return config.DefaultSocketPath()
 }
 
 // ctlFlags adds --socket to c and returns where its value goes.

@@ -37,6 +37,7 @@ func newRunCmd() *cobra.Command {
 				return &exitError{code: 2, err: err}
 			}
 			defer log.Sync()
+			daemon.Version = version
 			d, err := daemon.New(cfg, log)
 			if err != nil {
 				return &exitError{code: 2, err: err}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -142,6 +143,24 @@ const (
 	DefaultReplayWindow = 1024
 	DefaultNATTPort     = 4500
 )
+
+// DefaultSocketPath is the control socket when none is configured:
+// $GOIPSEC_SOCKET if set, DefaultSocket for root, else a per-user path
+// ($XDG_RUNTIME_DIR/goipsec.sock, or goipsec-UID/goipsec.sock in the
+// temporary directory), so that unprivileged daemons work too.
+func DefaultSocketPath() string {
+	if s := os.Getenv("GOIPSEC_SOCKET"); s != "" {
+		return s
+	}
+	uid := os.Getuid()
+	if uid <= 0 { // root, or a system without user IDs
+		return DefaultSocket
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "goipsec.sock")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("goipsec-%d", uid), "goipsec.sock")
+}
 
 // Load reads and validates the configuration file at path.
 func Load(path string) (*Config, error) {
@@ -491,7 +510,7 @@ func (v *validator) tun() error {
 		}
 	}
 	if v.c.Control.Socket == "" {
-		v.c.Control.Socket = DefaultSocket
+		v.c.Control.Socket = DefaultSocketPath()
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestGood(t *testing.T) {
 	if m := ch.Manual; m.In.SPI != 0x1001 || len(m.In.Key) != 20 || m.EncAlg.Name != "aes128gcm16" {
 		t.Errorf("manual: %+v", m)
 	}
-	if c.Tun.Name != DefaultTunName || c.Tun.MTU != DefaultMTU || c.Control.Socket != DefaultSocket {
+	if c.Tun.Name != DefaultTunName || c.Tun.MTU != DefaultMTU || c.Control.Socket != DefaultSocketPath() {
 		t.Errorf("defaults: %+v %+v", c.Tun, c.Control)
 	}
 	if len(c.Warnings) != 0 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -40,14 +41,19 @@ type Daemon struct {
 	Net     *netstack.Net
 	cleanup []func()
 	statics []*dataplane.StaticChild
+	names   map[sad.ChildID]childName
+	started time.Time
 }
+
+// childName is where a child comes from in the configuration.
+type childName struct{ conn, child string }
 
 // New builds a daemon from cfg without starting anything.
 func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, SPD: spd.New(spd.Discard), SAD: sad.New(sad.Options{})}
 	d.Engine = dataplane.New(d.SPD, d.SAD, log.Named("dataplane"))
 	var err error
-	if d.statics, err = staticChildren(cfg); err != nil {
+	if d.statics, d.names, err = staticChildren(cfg); err != nil {
 		return nil, err
 	}
 	for _, w := range cfg.Warnings {
@@ -57,15 +63,16 @@ func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 }
 
 // staticChildren turns the manual children of cfg into dataplane children.
-func staticChildren(cfg *config.Config) ([]*dataplane.StaticChild, error) {
+func staticChildren(cfg *config.Config) ([]*dataplane.StaticChild, map[sad.ChildID]childName, error) {
 	var out []*dataplane.StaticChild
-	names := make([]string, 0, len(cfg.Connections))
+	names := map[sad.ChildID]childName{}
+	conns := make([]string, 0, len(cfg.Connections))
 	for n := range cfg.Connections {
-		names = append(names, n)
+		conns = append(conns, n)
 	}
-	sort.Strings(names)
+	sort.Strings(conns)
 	id := sad.ChildID(0)
-	for _, cn := range names {
+	for _, cn := range conns {
 		conn := cfg.Connections[cn]
 		children := make([]string, 0, len(conn.Children))
 		for n := range conn.Children {
@@ -76,17 +83,18 @@ func staticChildren(cfg *config.Config) ([]*dataplane.StaticChild, error) {
 			ch := conn.Children[chn]
 			where := fmt.Sprintf("connections.%s.children.%s", cn, chn)
 			if ch.Manual == nil {
-				return nil, fmt.Errorf("%s: IKE is not implemented yet: give the child static keys (manual:)", where)
+				return nil, nil, fmt.Errorf("%s: IKE is not implemented yet: give the child static keys (manual:)", where)
 			}
 			id++
 			sc, err := static(id, where, conn, ch)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, sc)
+			names[id] = childName{cn, chn}
 		}
 	}
-	return out, nil
+	return out, names, nil
 }
 
 func firstAddr(list []string) (netip.Addr, bool) {
@@ -183,6 +191,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // Start installs the SAs and policies and opens the socket and the
 // cleartext side; packets flow once Serve runs. Close undoes it.
 func (d *Daemon) Start(ctx context.Context) error {
+	d.started = time.Now()
 	if err := d.Install(); err != nil {
 		return err
 	}
@@ -190,6 +199,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 		return err
 	}
 	if err := d.openCleartext(ctx); err != nil {
+		return err
+	}
+	if err := d.startControl(ctx); err != nil {
 		return err
 	}
 	go d.SAD.Run(ctx)

@@ -64,6 +64,8 @@ connections:
 tun:
   mode: netstack
   addresses: [%s/24]
+control:
+  socket: "-"   # two daemons in one process: no control socket
 `
 
 // freeUDPPort asks the kernel for an unused loopback UDP port.

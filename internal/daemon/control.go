@@ -1,0 +1,126 @@
+package daemon
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/goipsec/goipsec/internal/control"
+	"github.com/goipsec/goipsec/internal/metrics"
+	"github.com/goipsec/goipsec/sad"
+)
+
+// Version is the version the daemon reports; the command sets it.
+var Version = "dev"
+
+// startControl opens the control socket (unless disabled with "-") and the
+// metrics endpoint when configured.
+func (d *Daemon) startControl(ctx context.Context) error {
+	if path := d.cfg.Control.Socket; path != "-" {
+		srv, err := control.Listen(path, d, d.log.Named("control"))
+		if err != nil {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		d.cleanup = append(d.cleanup, func() { srv.Close() })
+		go srv.Serve(ctx)
+	}
+	if addr := d.cfg.Control.Metrics; addr != "" {
+		ms, err := metrics.Listen(addr, d, metrics.Options{})
+		if err != nil {
+			return fmt.Errorf("metrics on %s: %w", addr, err)
+		}
+		d.log.Info("metrics", zap.Stringer("addr", ms.Addr()))
+		go ms.Serve(ctx)
+	}
+	return nil
+}
+
+// Status reports the daemon's state for `goipsec status`.
+func (d *Daemon) Status() control.Status {
+	in, out := d.SAD.Len()
+	st := control.Status{
+		Version:     Version,
+		PID:         os.Getpid(),
+		Started:     d.started,
+		Listen:      d.LocalAddr().String(),
+		TunMode:     d.cfg.Tun.Mode,
+		Metrics:     d.cfg.Control.Metrics,
+		Connections: len(d.cfg.Connections),
+		Children:    len(d.names),
+		SAsIn:       in,
+		SAsOut:      out,
+		Dataplane:   control.CountersFrom(&d.Engine.Stats),
+	}
+	if d.cfg.Tun.Mode == "kernel" && d.dev != nil {
+		st.TunName, _ = d.dev.Name()
+	}
+	return st
+}
+
+// ListSAs lists the SAs for `goipsec list-sas`.
+func (d *Daemon) ListSAs() []control.SA {
+	now := time.Now()
+	var out []control.SA
+	for _, s := range d.SAD.List() {
+		n := d.names[s.Child]
+		out = append(out, control.SAFromSnapshot(s, n.conn, n.child, now))
+	}
+	slices.SortFunc(out, func(a, b control.SA) int {
+		return cmp.Or(cmp.Compare(a.Connection, b.Connection), cmp.Compare(a.Child, b.Child),
+			cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.SPI, b.SPI))
+	})
+	return out
+}
+
+func (d *Daemon) find(name string) ([]sad.ChildID, error) {
+	var ids []sad.ChildID
+	for id, n := range d.names {
+		if n.conn == name || n.child == name || n.conn+"."+n.child == name {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%w: no connection or child %q", control.ErrNotFound, name)
+	}
+	return ids, nil
+}
+
+// Initiate would start IKE for a connection; static children are always up.
+func (d *Daemon) Initiate(ctx context.Context, name string) error {
+	if _, err := d.find(name); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: initiate needs IKE, which is not built yet (static children are installed at start)", control.ErrNotImplemented)
+}
+
+// Terminate removes a connection's (or child's) SAs; its policies stay, so
+// its traffic is dropped from then on (fail closed).
+func (d *Daemon) Terminate(ctx context.Context, name string) error {
+	ids, err := d.find(name)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		d.SAD.DeleteChild(id)
+		d.log.Info("child terminated", zap.String("name", name), zap.Uint32("child", uint32(id)))
+	}
+	return nil
+}
+
+// Rekey would rekey a child with IKE.
+func (d *Daemon) Rekey(ctx context.Context, name string) error {
+	if _, err := d.find(name); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: rekey needs IKE, which is not built yet", control.ErrNotImplemented)
+}
+
+// Reload would apply a changed configuration.
+func (d *Daemon) Reload(ctx context.Context) error {
+	return fmt.Errorf("%w: reload is not built yet; restart the daemon", control.ErrNotImplemented)
+}
