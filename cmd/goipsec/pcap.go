@@ -28,7 +28,7 @@ func pcapUsage(cmd *cobra.Command, err error) error {
 func newPcapCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "pcap",
-		Short: "Offline capture tools: decrypt and verify, or encrypt, ESP in pcap files",
+		Short: "Offline capture tools: decrypt and verify, or encrypt, ESP and AH in pcap files",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return pcapUsage(cmd, fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
@@ -71,22 +71,24 @@ func newPcapDecryptCmd() *cobra.Command {
 	var ports []uint
 	c := &cobra.Command{
 		Use:   "decrypt --sa SPEC [--sa SPEC...] IN OUT",
-		Short: "Verify and decrypt the ESP packets of a capture",
-		Long: `Verify and decrypt the ESP packets (also ESP in UDP, RFC 3948) of the
-capture IN (pcap or pcapng; "-" for stdin) with the SAs given, found by SPI,
-and write a pcap with the same link type to OUT ("-" for stdout). Tunnel-mode
-packets become their inner packet, transport-mode packets the reassembled IP
-packet; IKE, NAT-T keepalives and other packets are copied unchanged.
+		Short: "Verify and decrypt the ESP and AH packets of a capture",
+		Long: `Verify and decrypt the ESP packets (also ESP in UDP, RFC 3948, on the
+--udp-port ports) and verify the AH packets of the capture IN (pcap or
+pcapng; "-" for stdin) with the SAs given, found by SPI, and write a pcap with
+the same link type to OUT ("-" for stdout). Tunnel-mode packets become their
+inner packet, transport-mode packets the IP packet without ESP or AH; IKE,
+NAT-T keepalives and other packets are copied unchanged.
 
 Each rejected packet (bad ICV, replay, unknown SPI, truncated...) is reported
 on stderr and left out. Exit status: 0 if no IPsec packet was rejected, 1 if
 some were (or on errors), 2 on usage errors.
 
 SA spec: spi=0x1234,proto=esp,enc=aes128gcm16,key=0x<hex> or
-spi=0x1234,proto=esp,enc=aes128,key=0x<hex>,integ=sha256,authkey=0x<hex>;
-optional esn, window=N (0: anti-replay off), seq=N (the first sequence number
-expected; with esn it gives the high-order bits of a capture that starts late
-in the SA's life).`,
+spi=0x1234,proto=esp,enc=aes128,key=0x<hex>,integ=sha256,authkey=0x<hex> or
+spi=0x1234,proto=ah,integ=sha256,authkey=0x<hex>; optional esn, window=N
+(0: anti-replay off), seq=N (the first sequence number expected: earlier ones
+count as already received; with esn it gives the high-order bits of a capture
+that starts late in the SA's life).`,
 		Args: pcapInOutArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(specs) == 0 {
@@ -126,7 +128,7 @@ in the SA's life).`,
 			return nil
 		},
 	}
-	c.Flags().StringArrayVar(&specs, "sa", nil, "an inbound SA (repeatable): spi=0x...,proto=esp,enc=...,key=0x...[,integ=...,authkey=0x...][,esn][,window=N][,seq=N]")
+	c.Flags().StringArrayVar(&specs, "sa", nil, "an inbound SA (repeatable): spi=0x...,proto=esp,enc=...,key=0x...[,integ=...,authkey=0x...] or spi=0x...,proto=ah,integ=...,authkey=0x...; optional esn, window=N, seq=N (first expected)")
 	c.Flags().UintSliceVar(&ports, "udp-port", []uint{pcaptool.NATTPort}, "UDP ports that carry ESP (RFC 3948)")
 	return c
 }
@@ -139,13 +141,13 @@ func newPcapEncryptCmd() *cobra.Command {
 	)
 	c := &cobra.Command{
 		Use:   "encrypt --sa SPEC --mode tunnel|transport [--tunnel-src IP --tunnel-dst IP] [--udp-encap SPORT:DPORT] IN OUT",
-		Short: "Protect each IP packet of a capture with an ESP SA",
+		Short: "Protect each IP packet of a capture with an ESP or AH SA",
 		Long: `Protect each IP packet of the capture IN (pcap or pcapng; "-" for stdin)
-with the SA, in tunnel mode (a new outer IPv4 or IPv6 header from --tunnel-src
-to --tunnel-dst, TTL 64) or transport mode (the packet's own header), optionally
-inside UDP (RFC 3948), and write a pcap with the same link type to OUT ("-" for
-stdout). Sequence numbers start at the spec's seq (default 1). Records without
-an IP packet are copied unchanged.
+with the ESP or AH SA, in tunnel mode (a new outer IPv4 or IPv6 header from
+--tunnel-src to --tunnel-dst, TTL 64) or transport mode (the packet's own
+header), ESP optionally inside UDP (RFC 3948; not for AH), and write a pcap
+with the same link type to OUT ("-" for stdout). Sequence numbers start at the
+spec's seq (default 1). Records without an IP packet are copied unchanged.
 
 Packets that cannot be protected are reported on stderr and left out. Exit
 status: 0 if every IP packet was protected, 1 otherwise (or on errors), 2 on
@@ -213,11 +215,11 @@ usage errors.`,
 		},
 	}
 	f := c.Flags()
-	f.StringArrayVar(&specs, "sa", nil, "the outbound SA: spi=0x...,proto=esp,enc=...,key=0x...[,integ=...,authkey=0x...][,esn][,seq=N]")
+	f.StringArrayVar(&specs, "sa", nil, "the outbound SA: spi=0x...,proto=esp,enc=...,key=0x...[,integ=...,authkey=0x...] or spi=0x...,proto=ah,integ=...,authkey=0x...; optional esn, seq=N (first to send)")
 	f.StringVar(&mode, "mode", "", "tunnel or transport")
 	f.StringVar(&tsrc, "tunnel-src", "", "outer source address (tunnel mode)")
 	f.StringVar(&tdst, "tunnel-dst", "", "outer destination address (tunnel mode)")
-	f.StringVar(&udpEncap, "udp-encap", "", "wrap ESP in UDP with these ports, SPORT:DPORT (e.g. 4500:4500)")
+	f.StringVar(&udpEncap, "udp-encap", "", "wrap ESP in UDP with these ports, SPORT:DPORT (e.g. 4500:4500); ESP only")
 	return c
 }
 

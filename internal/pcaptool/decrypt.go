@@ -1,6 +1,6 @@
 // Package pcaptool holds the offline capture tools behind `goipsec pcap`:
-// decrypting and verifying the ESP packets of a capture with known SAs, and
-// protecting the IP packets of a capture with an SA.
+// decrypting and verifying the ESP and AH packets of a capture with known
+// SAs, and protecting the IP packets of a capture with an ESP or AH SA.
 package pcaptool
 
 import (
@@ -11,8 +11,10 @@ import (
 
 	"github.com/google/gopacket"
 
+	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/internal/packet"
+	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/saspec"
 )
 
@@ -21,9 +23,10 @@ const NATTPort = 4500
 
 // DecryptOptions configure Decrypt.
 type DecryptOptions struct {
-	// SAs are the inbound SAs, found by SPI; SPIs must be distinct. A
-	// spec's Seq is the first sequence number expected: with ESN it gives
-	// the high-order bits of a capture that starts late in the SA's life.
+	// SAs are the inbound ESP and AH SAs, found by SPI; SPIs must be
+	// distinct. A spec's Seq is the first sequence number expected: those
+	// before it count as already received, and with ESN it gives the
+	// high-order bits of a capture that starts late in the SA's life.
 	SAs []*saspec.Spec
 	// UDPPorts are the UDP ports that carry ESP (when either side uses
 	// one); nil means NATTPort.
@@ -36,8 +39,9 @@ type DecryptOptions struct {
 // DecryptStats counts what Decrypt did with the records of a capture.
 type DecryptStats struct {
 	Packets    int // records read
-	IPsec      int // ESP (or AH) packets found
+	IPsec      int // ESP and AH packets found
 	Decrypted  int // ESP packets verified, decrypted and written
+	Verified   int // AH packets verified and written without AH
 	Rejected   int // IPsec packets dropped as invalid (see the log)
 	Dummy      int // verified dummy packets (next header 59), dropped
 	IKE        int // IKE messages on a NAT-T port (non-ESP marker), passed through
@@ -48,18 +52,19 @@ type DecryptStats struct {
 
 // String summarises the stats in one line.
 func (s *DecryptStats) String() string {
-	return fmt.Sprintf("%d packets read: %d IPsec (%d decrypted, %d rejected, %d dummy), %d IKE, %d NAT-T keepalives, %d other passed through; %d written",
-		s.Packets, s.IPsec, s.Decrypted, s.Rejected, s.Dummy, s.IKE, s.Keepalives, s.Passed, s.Written)
+	return fmt.Sprintf("%d packets read: %d IPsec (%d decrypted, %d AH verified, %d rejected, %d dummy), %d IKE, %d NAT-T keepalives, %d other passed through; %d written",
+		s.Packets, s.IPsec, s.Decrypted, s.Verified, s.Rejected, s.Dummy, s.IKE, s.Keepalives, s.Passed, s.Written)
 }
 
 // Decrypt reads a pcap or pcapng capture from in, verifies and decrypts its
-// ESP packets (also ESP in UDP) with the SAs of opts, and writes a pcap with
-// the input's link type to out: tunnel-mode packets become the inner packet,
-// transport-mode packets the reassembled IP packet, and records that are
-// not IPsec are copied unchanged. Rejected packets are left out, logged and
-// counted; the error reports only I/O and format failures.
+// ESP packets (also ESP in UDP) and verifies its AH packets with the SAs of
+// opts, and writes a pcap with the input's link type to out: tunnel-mode
+// packets become the inner packet, transport-mode packets the IP packet
+// without ESP or AH, and records that are not IPsec are copied unchanged.
+// Rejected packets are left out, logged and counted; the error reports
+// only I/O and format failures.
 func Decrypt(in io.Reader, out io.Writer, opts *DecryptOptions) (*DecryptStats, error) {
-	d := &decrypter{log: opts.Log, esp: map[uint32]*esp.SA{}, ah: map[uint32]*saspec.Spec{}}
+	d := &decrypter{log: opts.Log, esp: map[uint32]*esp.SA{}, ah: map[uint32]*ah.SA{}}
 	if d.log == nil {
 		d.log = io.Discard
 	}
@@ -80,17 +85,26 @@ func Decrypt(in io.Reader, out io.Writer, opts *DecryptOptions) (*DecryptStats, 
 			if err != nil {
 				return nil, fmt.Errorf("spi %#x: %w", sp.SPI, err)
 			}
-			if sp.Seq > 1 {
-				// The first sequence number expected: packets before it
-				// count as replays, and with ESN it gives the high-order
-				// bits of a capture that starts late in the SA's life.
-				if err := sa.Window().Accept(sp.Seq - 1); err != nil {
-					return nil, fmt.Errorf("spi %#x: seq=%d: %w", sp.SPI, sp.Seq, err)
-				}
+			if err := firstSeq(sa.Window(), sp); err != nil {
+				return nil, err
 			}
 			d.esp[sp.SPI] = sa
 		case saspec.AH:
-			d.ah[sp.SPI] = sp
+			cfg, err := sp.AHConfig()
+			if err != nil {
+				return nil, err
+			}
+			sa, err := ah.NewSA(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("spi %#x: %w", sp.SPI, err)
+			}
+			defer sa.Zero()
+			if err := firstSeq(sa.Window(), sp); err != nil {
+				return nil, err
+			}
+			d.ah[sp.SPI] = sa
+		default:
+			return nil, fmt.Errorf("spi %#x: proto=%s not supported", sp.SPI, sp.Proto)
 		}
 	}
 	d.ports = opts.UDPPorts
@@ -132,10 +146,33 @@ func Decrypt(in io.Reader, out io.Writer, opts *DecryptOptions) (*DecryptStats, 
 	return st, nil
 }
 
+// firstSeq sets up the anti-replay window w of the inbound SA sp for its
+// first expected sequence number: the packets before it count as received
+// (replays, or too old for the window), and with ESN it gives the
+// high-order bits of a capture that starts late in the SA's life.
+func firstSeq(w *replay.Window, sp *saspec.Spec) error {
+	if sp.Seq <= 1 {
+		return nil
+	}
+	lo := uint64(1)
+	if n := uint64(w.Size()); sp.Seq > n {
+		lo = sp.Seq - n
+	}
+	if w.Size() == 0 {
+		lo = sp.Seq - 1 // anti-replay off: only the high-order bits matter
+	}
+	for s := lo; s < sp.Seq; s++ {
+		if err := w.Accept(s); err != nil {
+			return fmt.Errorf("spi %#x: seq=%d: %w", sp.SPI, sp.Seq, err)
+		}
+	}
+	return nil
+}
+
 type decrypter struct {
 	log   io.Writer
 	esp   map[uint32]*esp.SA
-	ah    map[uint32]*saspec.Spec
+	ah    map[uint32]*ah.SA
 	ports []uint16
 	stats DecryptStats
 }
@@ -176,8 +213,11 @@ func (d *decrypter) packet(src *input, data []byte, ci gopacket.CaptureInfo) ([]
 			d.reject("AH in an IP fragment: reassembly not supported")
 			return nil, 0
 		}
-		d.ahPacket(ip[l.ProtoOff:])
-		return nil, 0
+		pkt := d.ahPacket(ip, &l)
+		if pkt == nil {
+			return nil, 0
+		}
+		return rebuild(data, f, pkt), int(pkt[0] >> 4)
 	case packet.ProtoUDP:
 		if l.FragmentOffset != 0 {
 			st.Passed++
@@ -264,22 +304,49 @@ func (d *decrypter) packet(src *input, data []byte, ci gopacket.CaptureInfo) ([]
 	return rebuild(data, f, pkt), int(pkt[0] >> 4)
 }
 
-// ahPacket reports an AH packet: the AH engine is not wired in yet.
-func (d *decrypter) ahPacket(ah []byte) {
-	if len(ah) < 12 {
-		d.reject("AH header of %d bytes: truncated", len(ah))
-		return
+// ahPacket verifies the AH packet ip (trimmed to its IP length), whose
+// AH header l locates (after the IPv4 header or the IPv6 extension headers
+// before it), and returns what to write: the inner packet of tunnel mode
+// (AH's next header IPv4 or IPv6), otherwise the packet without AH. It
+// returns nil for a rejected packet.
+func (d *decrypter) ahPacket(ip []byte, l *packet.Layout) []byte {
+	h := ip[l.ProtoOff:]
+	if len(h) < ah.HeaderLen {
+		d.reject("AH header of %d bytes: truncated", len(h))
+		return nil
 	}
-	spi := binary.BigEndian.Uint32(ah[4:8])
-	seq := binary.BigEndian.Uint32(ah[8:12])
-	switch {
-	case d.ah[spi] != nil:
-		d.reject("spi %#x seq %d: AH is not supported yet", spi, seq)
-	case d.esp[spi] != nil:
-		d.reject("spi %#x seq %d: AH packet for an ESP SA", spi, seq)
+	spi := binary.BigEndian.Uint32(h[4:8])
+	seq := binary.BigEndian.Uint32(h[8:12])
+	sa := d.ah[spi]
+	if sa == nil {
+		if d.esp[spi] != nil {
+			d.reject("spi %#x seq %d: AH packet for an ESP SA", spi, seq)
+		} else {
+			d.reject("spi %#x seq %d: unknown SPI", spi, seq)
+		}
+		return nil
+	}
+	// A copy with the scratch room Open needs; Open leaves it unchanged.
+	buf := make([]byte, len(ip), len(ip)+ah.ScratchLen)
+	copy(buf, ip)
+	o, err := sa.Open(buf, 0, len(buf))
+	if err != nil {
+		d.reject("spi %#x seq %d: %s", spi, seq, reason(err))
+		return nil
+	}
+	var pkt []byte
+	switch o.NextHeader {
+	case packet.ProtoIPv4, packet.ProtoIPv6:
+		pkt, err = tunnelInner(buf[o.PayloadOff:o.End], o.NextHeader)
 	default:
-		d.reject("spi %#x seq %d: unknown SPI", spi, seq)
+		pkt, err = transportPacket(buf[:o.AHOff], o.NHOff, o.NextHeader, buf[o.PayloadOff:o.End])
 	}
+	if err != nil {
+		d.reject("spi %#x seq %d: %v", spi, o.Seq, err)
+		return nil
+	}
+	d.stats.Verified++
+	return pkt
 }
 
 func (d *decrypter) isNATTPort(udp []byte) bool {
@@ -315,16 +382,16 @@ func (d *decrypter) wouldBeIPsec(ip []byte, missing int) bool {
 	return false
 }
 
-// reason words an ESP error for the per-packet report.
+// reason words an ESP or AH error for the per-packet report.
 func reason(err error) string {
 	switch {
-	case errors.Is(err, esp.ErrAuth):
+	case errors.Is(err, esp.ErrAuth), errors.Is(err, ah.ErrAuth):
 		return "bad ICV"
-	case errors.Is(err, esp.ErrReplay):
+	case errors.Is(err, esp.ErrReplay), errors.Is(err, ah.ErrReplay):
 		return "replay (sequence number already received)"
-	case errors.Is(err, esp.ErrTooOld):
+	case errors.Is(err, esp.ErrTooOld), errors.Is(err, ah.ErrTooOld):
 		return "replay window: sequence number too old"
-	case errors.Is(err, esp.ErrSeqZero):
+	case errors.Is(err, esp.ErrSeqZero), errors.Is(err, ah.ErrSeqZero):
 		return "sequence number 0"
 	case errors.Is(err, esp.ErrTruncated):
 		return "truncated: shorter than the ESP header, IV and ICV"
@@ -332,6 +399,14 @@ func reason(err error) string {
 		return "bad length: " + err.Error()
 	case errors.Is(err, esp.ErrBadPadding):
 		return "bad padding"
+	case errors.Is(err, ah.ErrTruncated):
+		return "truncated: shorter than the AH header and ICV"
+	case errors.Is(err, ah.ErrBadLength):
+		return "bad length: the AH header's length does not match the SA's integrity algorithm"
+	case errors.Is(err, ah.ErrFragment):
+		return "IP fragment: reassembly not supported"
+	case errors.Is(err, ah.ErrBadHeader):
+		return "malformed IP header, IPv4 options or IPv6 extension headers"
 	}
 	return err.Error()
 }

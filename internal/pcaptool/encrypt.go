@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 
+	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/internal/packet"
 	"github.com/goipsec/goipsec/internal/saspec"
@@ -17,14 +18,16 @@ const outerTTL = 64
 
 // EncryptOptions configure Encrypt.
 type EncryptOptions struct {
-	// SA is the outbound SA; its Seq is the first sequence number used.
+	// SA is the outbound SA, ESP or AH; its Seq is the first sequence
+	// number used.
 	SA *saspec.Spec
-	// Mode is esp.Tunnel or esp.Transport.
+	// Mode is esp.Tunnel or esp.Transport (for AH SAs too).
 	Mode esp.Mode
 	// TunnelSrc and TunnelDst are the outer addresses of tunnel mode, of
 	// the same IP version; unset in transport mode.
 	TunnelSrc, TunnelDst netip.Addr
-	// UDP, when set, wraps ESP in UDP with these ports (RFC 3948).
+	// UDP, when set, wraps ESP in UDP with these ports (RFC 3948); not
+	// for AH.
 	UDP *esp.UDPPorts
 	// Log receives one line per packet that could not be protected; nil
 	// discards them.
@@ -36,8 +39,8 @@ func (o *EncryptOptions) Validate() error {
 	if o.SA == nil {
 		return errors.New("no SA")
 	}
-	if o.SA.Proto != saspec.ESP {
-		return fmt.Errorf("SA spi %#x is proto=%s; encrypt supports proto=esp", o.SA.SPI, o.SA.Proto)
+	if o.SA.Proto != saspec.ESP && o.SA.Proto != saspec.AH {
+		return fmt.Errorf("SA spi %#x is proto=%s; encrypt supports proto=esp and proto=ah", o.SA.SPI, o.SA.Proto)
 	}
 	switch o.Mode {
 	case esp.Tunnel:
@@ -58,8 +61,13 @@ func (o *EncryptOptions) Validate() error {
 	default:
 		return fmt.Errorf("mode %s: want tunnel or transport", o.Mode)
 	}
-	if o.UDP != nil && (o.UDP.Src == 0 || o.UDP.Dst == 0) {
-		return errors.New("UDP encapsulation ports must not be 0")
+	if o.UDP != nil {
+		if o.SA.Proto == saspec.AH {
+			return fmt.Errorf("UDP encapsulation (--udp-encap, RFC 3948) is for ESP only; SA spi %#x is proto=ah", o.SA.SPI)
+		}
+		if o.UDP.Src == 0 || o.UDP.Dst == 0 {
+			return errors.New("UDP encapsulation ports must not be 0")
+		}
 	}
 	return nil
 }
@@ -80,24 +88,34 @@ func (s *EncryptStats) String() string {
 }
 
 // Encrypt reads a pcap or pcapng capture from in, protects each IP packet
-// in it with the SA of opts, in tunnel or transport mode, and writes a pcap
-// with the input's link type to out. Records without an IP packet are
-// copied unchanged; IP packets that cannot be protected are left out
-// (never written in clear), logged and counted. The error reports bad
-// options and I/O and format failures.
+// in it with the ESP or AH SA of opts, in tunnel or transport mode (ESP
+// optionally inside UDP), and writes a pcap with the input's link type to
+// out. Records without an IP packet are copied unchanged; IP packets that
+// cannot be protected are left out (never written in clear), logged and
+// counted. The error reports bad options and I/O and format failures.
 func Encrypt(in io.Reader, out io.Writer, opts *EncryptOptions) (*EncryptStats, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	cfg, err := opts.SA.ESPConfig()
-	if err != nil {
-		return nil, err
+	e := &encrypter{opts: opts, log: opts.Log, src: opts.TunnelSrc.Unmap(), dst: opts.TunnelDst.Unmap()}
+	if opts.SA.Proto == saspec.AH {
+		cfg, err := opts.SA.AHConfig()
+		if err != nil {
+			return nil, err
+		}
+		if e.ah, err = ah.NewSA(cfg); err != nil {
+			return nil, fmt.Errorf("spi %#x: %w", opts.SA.SPI, err)
+		}
+		defer e.ah.Zero()
+	} else {
+		cfg, err := opts.SA.ESPConfig()
+		if err != nil {
+			return nil, err
+		}
+		if e.sa, err = esp.NewSA(cfg); err != nil {
+			return nil, fmt.Errorf("spi %#x: %w", opts.SA.SPI, err)
+		}
 	}
-	sa, err := esp.NewSA(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("spi %#x: %w", opts.SA.SPI, err)
-	}
-	e := &encrypter{opts: opts, sa: sa, log: opts.Log, src: opts.TunnelSrc.Unmap(), dst: opts.TunnelDst.Unmap()}
 	if e.log == nil {
 		e.log = io.Discard
 	}
@@ -138,7 +156,7 @@ func Encrypt(in io.Reader, out io.Writer, opts *EncryptOptions) (*EncryptStats, 
 		if err != nil {
 			st.Failed++
 			fmt.Fprintf(e.log, "packet %d: not encrypted: %v\n", st.Packets, err)
-			if errors.Is(err, esp.ErrSeqOverflow) {
+			if errors.Is(err, esp.ErrSeqOverflow) || errors.Is(err, ah.ErrSeqOverflow) {
 				return st, err
 			}
 			continue
@@ -155,7 +173,8 @@ func Encrypt(in io.Reader, out io.Writer, opts *EncryptOptions) (*EncryptStats, 
 
 type encrypter struct {
 	opts     *EncryptOptions
-	sa       *esp.SA
+	sa       *esp.SA // the ESP SA, or nil
+	ah       *ah.SA  // the AH SA, or nil
 	log      io.Writer
 	src, dst netip.Addr
 	ipID     uint16
@@ -169,6 +188,15 @@ func (e *encrypter) protect(ip []byte) ([]byte, error) {
 		return nil, fmt.Errorf("bad IP packet: %w", err)
 	}
 	ip = ip[:l.End]
+	if e.ah != nil {
+		if e.opts.Mode == esp.Transport {
+			if l.Fragment {
+				return nil, errors.New("an IP fragment cannot be protected in transport mode")
+			}
+			return e.ahTransport(ip)
+		}
+		return e.ahTunnel(ip)
+	}
 	udpLen := 0
 	if e.opts.UDP != nil {
 		udpLen = esp.UDPEncapLen
@@ -245,6 +273,60 @@ func (e *encrypter) tunnel(ip []byte, udpLen int) ([]byte, error) {
 		writeUDP(pkt, outerLen, e.opts.UDP, e.src, e.dst)
 	}
 	return pkt, nil
+}
+
+// ahTransport inserts AH into the IP packet ip after its IP header (and
+// the IPv6 extension headers that go before it).
+func (e *encrypter) ahTransport(ip []byte) ([]byte, error) {
+	v := int(ip[0] >> 4)
+	head := e.ah.HeaderLen(v)
+	if n := len(ip) + head; n > 0xffff+packet.IPv6HeaderLen || (v == 4 && n > 0xffff) {
+		return nil, fmt.Errorf("protected packet of %d bytes exceeds the IP length limit", n)
+	}
+	buf := make([]byte, head+len(ip), head+len(ip)+ah.ScratchLen)
+	copy(buf[head:], ip)
+	start, end, err := e.ah.EncapTransport(buf, head, head+len(ip))
+	if err != nil {
+		return nil, err
+	}
+	return buf[start:end], nil
+}
+
+// ahTunnel puts the IP packet ip behind AH and a new outer header. The AH
+// engine fills in the outer header's lengths, protocol and checksum; the
+// ICV covers its immutable fields, so nothing changes it afterwards.
+func (e *encrypter) ahTunnel(ip []byte) ([]byte, error) {
+	var outer []byte
+	if e.src.Is4() {
+		outer = make([]byte, packet.IPv4MinHeaderLen)
+		h := packet.IPv4(outer)
+		outer[0] = 0x45
+		e.ipID++
+		h.SetID(e.ipID) // 0 after a wrap: the engine uses the sequence number's low bits
+		h.SetTTL(outerTTL)
+		h.SetSrc(e.src)
+		h.SetDst(e.dst)
+	} else {
+		outer = make([]byte, packet.IPv6HeaderLen)
+		h := packet.IPv6(outer)
+		binary.BigEndian.PutUint32(outer[0:4], 6<<28)
+		h.SetHopLimit(outerTTL)
+		h.SetSrc(e.src)
+		h.SetDst(e.dst)
+	}
+	ahLen := e.ah.HeaderLen(int(outer[0] >> 4))
+	n := len(outer) + ahLen + len(ip)
+	if (e.src.Is4() && n > 0xffff) || n-packet.IPv6HeaderLen > 0xffff {
+		return nil, fmt.Errorf("protected packet of %d bytes exceeds the IP length limit", n)
+	}
+	head := len(outer) + ahLen
+	buf := make([]byte, head+len(ip), head+len(ip)+ah.ScratchLen)
+	copy(buf[head:], ip)
+	start, end, err := e.ah.EncapTunnel(buf, head, head+len(ip), outer)
+	if err != nil {
+		return nil, err
+	}
+	return buf[start:end], nil
 }
 
 // writeUDP writes the RFC 3948 UDP header at pkt[off:], covering the rest

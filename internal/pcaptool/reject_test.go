@@ -115,6 +115,13 @@ func TestTooOld(t *testing.T) {
 	if st.Rejected != 0 || st.Decrypted != 71 {
 		t.Errorf("%s\n%s", st, log)
 	}
+	// seq=N: the first sequence number expected; the ones before it count
+	// as received, and those left of the window as too old.
+	_, st, log = decrypt(t, writePcap(t, LinkRaw, enc), mustSpec(t, spec+",window=64,seq=67"))
+	if st.Rejected != 66 || st.Decrypted != 4 || !strings.HasPrefix(log, "packet 1: spi 0x1234 seq 1: replay window: sequence number too old\n") ||
+		!strings.HasSuffix(log, "packet 66: spi 0x1234 seq 66: replay (sequence number already received)\n") {
+		t.Errorf("%s\n%s", st, log)
+	}
 }
 
 // TestNATTDemux checks ESP-in-UDP demultiplexing: IKE (non-ESP marker) and
@@ -217,7 +224,8 @@ func TestDummyAndTFC(t *testing.T) {
 }
 
 // TestFragmentsAndAH checks what is rejected because it cannot be
-// verified here: ESP in an IP fragment and AH (not wired in yet).
+// verified here, ESP in an IP fragment, and a hand-made AH packet whose
+// ICV is zeros.
 func TestFragmentsAndAH(t *testing.T) {
 	spec := transform{enc: "aes128gcm16"}.spec(0x3333, "")
 	enc := encryptRecords(t, spec, false, samplePackets()[:1])
@@ -240,7 +248,7 @@ func TestFragmentsAndAH(t *testing.T) {
 	in := []record{frag, {gopacket.CaptureInfo{CaptureLength: len(ah), Length: len(ah)}, ah}}
 	_, st, log := decrypt(t, writePcap(t, LinkRaw, in), mustSpec(t, spec),
 		mustSpec(t, "spi=0x4444,proto=ah,integ=sha1,authkey="+keyHex(20, 1)))
-	want := "packet 1: ESP in an IP fragment: reassembly not supported\npacket 2: spi 0x4444 seq 9: AH is not supported yet\n"
+	want := "packet 1: ESP in an IP fragment: reassembly not supported\npacket 2: spi 0x4444 seq 9: bad ICV\n"
 	if log != want || st.Rejected != 2 {
 		t.Errorf("%s\nlog %q\nwant %q", st, log, want)
 	}
@@ -308,7 +316,7 @@ func TestEncryptOptions(t *testing.T) {
 		want string
 	}{
 		{EncryptOptions{Mode: esp.Tunnel}, "no SA"},
-		{EncryptOptions{SA: ah, Mode: esp.Transport}, "SA spi 0x4444 is proto=ah; encrypt supports proto=esp"},
+		{EncryptOptions{SA: ah, Mode: esp.Transport, UDP: &esp.UDPPorts{Src: 4500, Dst: 4500}}, "UDP encapsulation (--udp-encap, RFC 3948) is for ESP only; SA spi 0x4444 is proto=ah"},
 		{EncryptOptions{SA: sp, Mode: esp.Tunnel, TunnelSrc: v4a}, "tunnel mode needs the outer addresses (--tunnel-src and --tunnel-dst)"},
 		{EncryptOptions{SA: sp, Mode: esp.Tunnel, TunnelSrc: v4a, TunnelDst: v6a}, "tunnel addresses 10.1.0.1 and 2001:db8::1 are of different IP versions"},
 		{EncryptOptions{SA: sp, Mode: esp.Transport, TunnelDst: v6a}, "tunnel addresses (--tunnel-src, --tunnel-dst) are for tunnel mode only"},

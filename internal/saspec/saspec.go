@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/xform"
@@ -284,8 +285,8 @@ func (sp *Spec) buildESP(vals map[string]string) error {
 	return sp.parseAuthKey(vals)
 }
 
-// buildAH validates an AH spec. The AH engine's configuration builder goes
-// next to ESPConfig once package ah has one.
+// buildAH validates an AH spec (AHConfig builds the engine's
+// configuration from it).
 func (sp *Spec) buildAH(vals map[string]string) error {
 	if _, ok := vals["enc"]; ok {
 		return errf("enc", "not allowed with proto=ah: AH authenticates only (want integ=... and authkey=...)")
@@ -425,6 +426,28 @@ func (sp *Spec) ESPConfig() (*esp.Config, error) {
 		SPI:          sp.SPI,
 		Enc:          sp.Enc,
 		EncKey:       clone(sp.Key),
+		Integ:        sp.Integ,
+		IntegKey:     clone(sp.AuthKey),
+		ESN:          sp.ESN,
+		ReplayWindow: w,
+		NextSeq:      sp.Seq,
+	}, nil
+}
+
+// AHConfig returns the ah.Config for an AH spec, with a copy of the key.
+func (sp *Spec) AHConfig() (*ah.Config, error) {
+	if sp.Proto != AH {
+		return nil, fmt.Errorf("saspec: spi %#x: proto=%s has no AH configuration", sp.SPI, sp.Proto)
+	}
+	if sp.Integ == nil {
+		return nil, fmt.Errorf("saspec: spi %#x: no integrity algorithm", sp.SPI)
+	}
+	w := sp.Window
+	if w == 0 {
+		w = -1 // ah: negative disables anti-replay, 0 means the default
+	}
+	return &ah.Config{
+		SPI:          sp.SPI,
 		Integ:        sp.Integ,
 		IntegKey:     clone(sp.AuthKey),
 		ESN:          sp.ESN,

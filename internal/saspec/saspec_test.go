@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/xform"
@@ -231,12 +232,92 @@ func TestESPConfig(t *testing.T) {
 		t.Errorf("ESPConfig = %+v", cfg)
 	}
 
-	ah, err := Parse("spi=0x1234,proto=ah,integ=sha256,authkey=" + hexKey(32))
+	ahSpec, err := Parse("spi=0x1234,proto=ah,integ=sha256,authkey=" + hexKey(32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ah.ESPConfig(); err == nil || err.Error() != "saspec: spi 0x1234: proto=ah has no ESP configuration" {
+	if _, err := ahSpec.ESPConfig(); err == nil || err.Error() != "saspec: spi 0x1234: proto=ah has no ESP configuration" {
 		t.Errorf("ESPConfig on AH: %v", err)
+	}
+}
+
+func TestAHConfig(t *testing.T) {
+	sp, err := Parse("spi=0x4321,proto=ah,integ=sha384,authkey=" + hexKey(48) + ",esn,window=0,seq=0x100000007")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := sp.AHConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SPI != 0x4321 || cfg.Integ.Name != "sha384" || !cfg.ESN || cfg.ReplayWindow >= 0 ||
+		cfg.NextSeq != 1<<32+7 || !bytes.Equal(cfg.IntegKey, keyBytes(48)) {
+		t.Fatalf("AHConfig = %+v", cfg)
+	}
+	cfg.IntegKey[0] ^= 0xff
+	if sp.AuthKey[0] != 1 {
+		t.Error("AHConfig shares the key with the spec")
+	}
+	cfg.IntegKey[0] ^= 0xff
+	sa, err := ah.NewSA(cfg)
+	if err != nil {
+		t.Fatalf("ah.NewSA: %v", err)
+	}
+	if sa.Window().Size() != 0 || sa.LastSeq() != 1<<32+6 || !sa.ESN() || sa.SPI() != 0x4321 {
+		t.Errorf("window %d, last seq %d, esn %v; want 0, 2^32+6, true", sa.Window().Size(), sa.LastSeq(), sa.ESN())
+	}
+
+	// The default window, and an explicit one.
+	for _, tt := range []struct {
+		extra  string
+		window int
+	}{{"", replay.DefaultSize}, {",window=100", 100}} {
+		sp, _ := Parse("spi=0x4321,proto=ah,integ=aes128gmac,authkey=" + hexKey(20) + tt.extra)
+		cfg, err := sp.AHConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ReplayWindow != tt.window || cfg.NextSeq != 1 || cfg.ESN {
+			t.Errorf("%q: AHConfig = %+v", tt.extra, cfg)
+		}
+		sa, err := ah.NewSA(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sa.Window().Size() < tt.window || sa.LastSeq() != 0 { // rounded up to 64s
+			t.Errorf("%q: window %d, last seq %d", tt.extra, sa.Window().Size(), sa.LastSeq())
+		}
+	}
+
+	espSpec, err := Parse(gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := espSpec.AHConfig(); err == nil || err.Error() != "saspec: spi 0x1234: proto=esp has no AH configuration" {
+		t.Errorf("AHConfig on ESP: %v", err)
+	}
+}
+
+// TestEveryAHAlgorithmBuilds checks that every spec Parse accepts for each
+// AH integrity algorithm also satisfies ah.NewSA.
+func TestEveryAHAlgorithmBuilds(t *testing.T) {
+	for _, i := range xform.Integs() {
+		for _, extra := range []string{"", ",esn", ",window=0", ",esn,seq=0xffffffffffffffff"} {
+			spec := "spi=0x1234,proto=ah,integ=" + i.Name + ",authkey=" + hexKey(i.KeyLen) + extra
+			sp, err := Parse(spec)
+			if err != nil {
+				t.Errorf("%s: %v", spec, err)
+				continue
+			}
+			cfg, err := sp.AHConfig()
+			if err != nil {
+				t.Errorf("%s: %v", spec, err)
+				continue
+			}
+			if _, err := ah.NewSA(cfg); err != nil {
+				t.Errorf("%s: ah.NewSA: %v", spec, err)
+			}
+		}
 	}
 }
 
@@ -316,6 +397,14 @@ func FuzzParse(f *testing.F) {
 			}
 			if _, err := esp.NewSA(cfg); err != nil {
 				t.Fatalf("spec %q accepted but esp.NewSA: %v", s, err)
+			}
+		} else {
+			cfg, err := sp.AHConfig()
+			if err != nil {
+				t.Fatalf("AHConfig: %v", err)
+			}
+			if _, err := ah.NewSA(cfg); err != nil {
+				t.Fatalf("spec %q accepted but ah.NewSA: %v", s, err)
 			}
 		}
 		// The canonical form without keys parses back to the same
