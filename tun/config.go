@@ -18,8 +18,13 @@ type Config struct {
 	Addresses []netip.Prefix
 	// Routes are remote prefixes routed through the link (main table).
 	Routes []netip.Prefix
-	// Policy, if set, routes prefixes through the link by policy routing.
+	// Policy, if set, routes prefixes through the link by policy routing
+	// (with fail-closed routes of its own, see Link.AddFailClosed).
 	Policy *PolicyRouting
+	// FailClosed are prefixes given an unreachable route of the lowest
+	// preference in the main table, so that their traffic cannot leave
+	// in clear through another route once the link is gone.
+	FailClosed []netip.Prefix
 }
 
 // PolicyRouting routes Prefixes through a link for every packet that does

@@ -170,6 +170,47 @@ func (l *Link) AddRoute(dst netip.Prefix, table uint32) (Undo, error) {
 	}, nil
 }
 
+// AddFailClosed installs "unreachable dst metric 2^32-1" in table (0:
+// main): a route that loses to the link's own route while the link exists
+// and, when the daemon dies and its TUN device goes with its routes, keeps
+// traffic for dst from falling through to another route in clear. A route
+// left behind by an earlier crash is taken over. Its Undo removes it.
+func (l *Link) AddFailClosed(dst netip.Prefix, table uint32) (Undo, error) {
+	if !dst.IsValid() {
+		return nil, errors.New("tun: invalid route prefix")
+	}
+	dst = dst.Masked()
+	if table == 0 {
+		table = unix.RT_TABLE_MAIN
+	}
+	m := failClosedMsg(dst, table)
+	if err := l.c.Route.Add(m); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("tun: adding unreachable route %v (table %d): %w", dst, table, err)
+	}
+	return func() error {
+		if err := l.c.Route.Delete(failClosedMsg(dst, table)); err != nil && !gone(err) {
+			return fmt.Errorf("tun: removing unreachable route %v (table %d): %w", dst, table, err)
+		}
+		return nil
+	}, nil
+}
+
+func failClosedMsg(dst netip.Prefix, table uint32) *rtnetlink.RouteMessage {
+	return &rtnetlink.RouteMessage{
+		Family:    family(dst.Addr()),
+		DstLength: uint8(dst.Bits()),
+		Table:     tableByte(table),
+		Protocol:  unix.RTPROT_BOOT,
+		Scope:     unix.RT_SCOPE_UNIVERSE,
+		Type:      unix.RTN_UNREACHABLE,
+		Attributes: rtnetlink.RouteAttributes{
+			Dst:      net.IP(dst.Addr().Unmap().AsSlice()),
+			Table:    table,
+			Priority: ^uint32(0),
+		},
+	}
+}
+
 func (l *Link) routeMsg(dst netip.Prefix, table uint32, del bool) *rtnetlink.RouteMessage {
 	m := &rtnetlink.RouteMessage{
 		Family:    family(dst.Addr()),
@@ -213,6 +254,10 @@ func (l *Link) AddPolicyRouting(pr PolicyRouting) (Undo, error) {
 			dflt = dflt || p.Bits() == 0
 			u, err := l.AddRoute(p, pr.Table)
 			if err != nil {
+				return fail(err)
+			}
+			steps = append(steps, u)
+			if u, err = l.AddFailClosed(p, pr.Table); err != nil {
 				return fail(err)
 			}
 			steps = append(steps, u)
@@ -277,6 +322,10 @@ func suppressRule(fam uint8, pr PolicyRouting) *rtnetlink.RuleMessage {
 }
 
 func (l *Link) addRule(m *rtnetlink.RuleMessage) (Undo, error) {
+	// Rules are not unique: remove copies an earlier run left behind (a
+	// crash skips the undo) so that they do not pile up.
+	for i := 0; i < 64 && l.c.Rule.Delete(m) == nil; i++ {
+	}
 	if err := l.c.Rule.Add(m); err != nil {
 		return nil, fmt.Errorf("tun: adding rule %s: %w", describeRule(m), err)
 	}
@@ -329,6 +378,11 @@ func Configure(name string, cfg Config) (Undo, error) {
 		}
 		for _, p := range cfg.Routes {
 			if err := add(l.AddRoute(p, 0)); err != nil {
+				return err
+			}
+		}
+		for _, p := range cfg.FailClosed {
+			if err := add(l.AddFailClosed(p, 0)); err != nil {
 				return err
 			}
 		}

@@ -37,5 +37,10 @@ func (l *Link) AddRoute(dst netip.Prefix, table uint32) (Undo, error) {
 // AddPolicyRouting reports ErrNotSupported on this system.
 func (l *Link) AddPolicyRouting(pr PolicyRouting) (Undo, error) { return nil, ErrNotSupported }
 
+// AddFailClosed is not supported on this system.
+func (l *Link) AddFailClosed(dst netip.Prefix, table uint32) (Undo, error) {
+	return nil, ErrNotSupported
+}
+
 // Configure reports ErrNotSupported on this system.
 func Configure(name string, cfg Config) (Undo, error) { return nil, ErrNotSupported }

@@ -67,9 +67,13 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 				// through the underlay.
 				policy = append(policy, p)
 			case coveredBy(p, t.Prefixes):
-				// The device's own prefix already routes it.
+				// The device's own prefix already routes it; the
+				// fail-closed route must not be more specific than
+				// that connected route, or it would win.
+				cfg.FailClosed = append(cfg.FailClosed, covering(p, t.Prefixes))
 			default:
 				cfg.Routes = append(cfg.Routes, p)
+				cfg.FailClosed = append(cfg.FailClosed, p)
 			}
 		}
 	}
@@ -88,6 +92,16 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 	d.log.Info("tun device up", zap.String("name", name), zap.Int("mtu", t.MTU),
 		zap.Stringers("addresses", t.Prefixes), zap.Stringers("routes", cfg.Routes), zap.Stringers("policy_routes", policy))
 	return nil
+}
+
+// covering returns the device prefix that contains p.
+func covering(p netip.Prefix, own []netip.Prefix) netip.Prefix {
+	for _, o := range own {
+		if o.Masked().Contains(p.Addr()) && o.Bits() <= p.Bits() {
+			return o.Masked()
+		}
+	}
+	return p
 }
 
 // coveredBy reports whether p lies inside one of the device's own prefixes.

@@ -86,13 +86,9 @@ func TestFailClosed(t *testing.T) {
 		capt.stop(t)
 		lines := capt.tshark(t, "-Y", "icmp || tcp || udp.port != 4500")
 		if len(lines) > 0 || ok {
-			// KNOWN BUG: the policy-routing rule outlives the daemon but
-			// its route in table 0x4711 goes with the TUN device, so
-			// traffic for the peer falls through to the main table and
-			// leaves in clear. Skip (not pass) until tun/ installs a
-			// route that outlives the device (an unreachable route in
-			// the table); then remove this skip.
-			t.Skipf("KNOWN BUG: after the daemon is killed, traffic to the protected peer leaves in clear (%d frames, ping ok=%v):\n%s\n%s",
+			// The fail-closed route (unreachable, lowest preference) in
+			// the policy table must outlive the TUN device.
+			t.Fatalf("after the daemon was killed, traffic to the protected peer left in clear (%d frames, ping ok=%v):\n%s\n%s",
 				len(lines), ok, strings.Join(lines, "\n"), out)
 		}
 	})
