@@ -16,8 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"runtime"
 	"strings"
-	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -203,10 +203,10 @@ func NewBlock(e *Enc, key []byte) (cipher.Block, error) {
 }
 
 // MAC computes and checks a truncated HMAC. It is safe for concurrent use:
-// each computation takes its own hash state from a pool.
+// each computation takes its own hash state from a free list.
 type MAC struct {
 	alg  *Integ
-	pool sync.Pool
+	free chan *MACState // idle states; a bounded free list, unlike sync.Pool never emptied by the GC
 	key  []byte
 }
 
@@ -224,8 +224,26 @@ func NewMAC(alg *Integ, key []byte) (*MAC, error) {
 		return nil, fmt.Errorf("%w: %s wants %d bytes, got %d", ErrKeyLen, alg.Name, alg.KeyLen, len(key))
 	}
 	m := &MAC{alg: alg, key: append([]byte(nil), key...)}
-	m.pool.New = func() any { return &MACState{h: hmac.New(alg.newHash, m.key)} }
+	// Enough idle states for every P to hold one and a few in flight:
+	// steady state then never allocates (sync.Pool would, when the GC
+	// empties it or a goroutine migrates).
+	n := 2*runtime.GOMAXPROCS(0) + 2
+	m.free = make(chan *MACState, n)
+	for range n {
+		m.free <- m.newState()
+	}
 	return m, nil
+}
+
+func (m *MAC) newState() *MACState {
+	return &MACState{h: hmac.New(m.alg.newHash, m.key)}
+}
+
+func (m *MAC) put(s *MACState) {
+	select {
+	case m.free <- s:
+	default: // more states in flight than the list holds: let it go
+	}
 }
 
 // ICVLen is the length of the truncated ICV.
@@ -233,7 +251,12 @@ func (m *MAC) ICVLen() int { return m.alg.ICVLen }
 
 // Begin returns a reset state to write the authenticated data into.
 func (m *MAC) Begin() *MACState {
-	s := m.pool.Get().(*MACState)
+	var s *MACState
+	select {
+	case s = <-m.free:
+	default:
+		s = m.newState()
+	}
 	s.h.Reset()
 	return s
 }
@@ -246,7 +269,7 @@ func (s *MACState) Write(b []byte) { s.h.Write(b) }
 func (m *MAC) Finish(s *MACState, icv, scratch []byte) {
 	sum := s.h.Sum(scratch[:0])
 	copy(icv[:m.alg.ICVLen], sum)
-	m.pool.Put(s)
+	m.put(s)
 }
 
 // Verify reports in constant time whether icv is the truncated ICV of the
@@ -254,7 +277,7 @@ func (m *MAC) Finish(s *MACState, icv, scratch []byte) {
 func (m *MAC) Verify(s *MACState, icv, scratch []byte) bool {
 	sum := s.h.Sum(scratch[:0])
 	ok := len(icv) == m.alg.ICVLen && subtle.ConstantTimeCompare(sum[:m.alg.ICVLen], icv) == 1
-	m.pool.Put(s)
+	m.put(s)
 	return ok
 }
 
