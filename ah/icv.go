@@ -314,7 +314,12 @@ func maskRouting(pkt []byte, off, l int, out bool, sv *saver) error {
 // field; verifying leaves the packet as it was. out says whether the packet
 // is being sent (see walk).
 func (sa *SA) compute(buf []byte, off, ahOff, pktEnd, end int, seq uint64, open, out bool) (bool, error) {
-	sv := sa.savers.Get().(*saver)
+	var sv *saver
+	select {
+	case sv = <-sa.savers:
+	default:
+		sv = newSaver()
+	}
 	// ext reaches into the tailroom: GMAC under ESN appends the high
 	// sequence bits to the packet as part of its AAD.
 	ext := buf[off : end+ScratchLen]
@@ -326,7 +331,7 @@ func (sa *SA) compute(buf []byte, off, ahOff, pktEnd, end int, seq uint64, open,
 	}
 	if err != nil {
 		sv.restore(ext)
-		sa.savers.Put(sv)
+		sa.putSaver(sv)
 		return false, err
 	}
 	icv := ahOff - off + HeaderLen
@@ -377,6 +382,14 @@ func (sa *SA) compute(buf []byte, off, ahOff, pktEnd, end int, seq uint64, open,
 		sv.restore(ext)
 	}
 	clear(scratch)
-	sa.savers.Put(sv)
+	sa.putSaver(sv)
 	return ok, nil
+}
+
+// putSaver returns sv to the free list, or lets it go when the list is full.
+func (sa *SA) putSaver(sv *saver) {
+	select {
+	case sa.savers <- sv:
+	default:
+	}
 }
