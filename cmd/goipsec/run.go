@@ -18,7 +18,7 @@ import (
 func init() { subcommands = append(subcommands, newRunCmd) }
 
 func newRunCmd() *cobra.Command {
-	var cfgPath, level, format string
+	var cfgPath, level, format, userName, groupName string
 	var check bool
 	c := &cobra.Command{
 		Use:   "run -c FILE",
@@ -31,6 +31,16 @@ func newRunCmd() *cobra.Command {
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if userName != "" { // --user replaces daemon.user and its group
+				cfg.Daemon.User, cfg.Daemon.Group = userName, ""
+			}
+			if groupName != "" {
+				cfg.Daemon.Group = groupName
+			}
+			creds, err := daemon.LookupCredentials(cfg.Daemon.User, cfg.Daemon.Group)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfgPath, err)}
 			}
 			log, err := newLogger(level, format)
 			if err != nil {
@@ -52,13 +62,15 @@ func newRunCmd() *cobra.Command {
 				<-ctx.Done()
 				stop() // a second signal now kills the process
 			}()
-			return d.Run(ctx)
+			return d.RunAs(ctx, creds)
 		},
 	}
 	c.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
 	c.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	c.Flags().StringVar(&format, "log-format", "console", "console or json")
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
+	c.Flags().StringVar(&userName, "user", "", "once set up, switch to this user, keeping no capability (Linux; overrides daemon.user)")
+	c.Flags().StringVar(&groupName, "group", "", "the group for --user or daemon.user (default: the user's primary group)")
 	return c
 }
 

@@ -23,6 +23,7 @@ type Config struct {
 	Secrets     map[string]*Secret     `yaml:"secrets"`
 	Tun         Tun                    `yaml:"tun"`
 	Control     Control                `yaml:"control"`
+	Daemon      Daemon                 `yaml:"daemon"`
 
 	// Warnings lists things that load but deserve an operator's attention
 	// (legacy algorithms, for example).
@@ -133,6 +134,17 @@ type Expose struct {
 type Control struct {
 	Socket  string `yaml:"socket"`
 	Metrics string `yaml:"metrics"`
+}
+
+// Daemon is how the daemon process runs (strongswan.conf's charon.user
+// and charon.group).
+type Daemon struct {
+	// User is the user (name or numeric ID) the daemon switches to, on
+	// Linux, once its TUN device, sockets and control socket exist,
+	// keeping no capability; empty: it keeps the identity it started with.
+	User string `yaml:"user"`
+	// Group is the group it switches to; empty: the user's primary group.
+	Group string `yaml:"group"`
 }
 
 // Defaults.
@@ -252,7 +264,48 @@ func (v *validator) validate() error {
 			return v.errorf(p, "want exactly one of secret, file or env")
 		}
 	}
-	return v.tun()
+	if err := v.tun(); err != nil {
+		return err
+	}
+	return v.daemon()
+}
+
+// daemon checks the daemon section's syntax; the user and group are looked
+// up when the daemon starts.
+func (v *validator) daemon() error {
+	d := &v.c.Daemon
+	if d.User != "" {
+		if !isAccountName(d.User) {
+			return v.errorf("daemon.user", "want a user name or numeric user ID, got %q", d.User)
+		}
+		if d.User == "root" || strings.Trim(d.User, "0") == "" {
+			return v.errorf("daemon.user", "want an unprivileged user: %s keeps every privilege (remove the key to stay root)", d.User)
+		}
+	}
+	if d.Group != "" {
+		if d.User == "" {
+			return v.errorf("daemon.group", "needs daemon.user")
+		}
+		if !isAccountName(d.Group) {
+			return v.errorf("daemon.group", "want a group name or numeric group ID, got %q", d.Group)
+		}
+	}
+	return nil
+}
+
+// isAccountName reports whether s can name a user or group: letters,
+// digits, '.', '_' and '-' (not first), optionally ending in '$'.
+func isAccountName(s string) bool {
+	s = strings.TrimSuffix(s, "$")
+	if s == "" || len(s) > 256 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) connection(p string, c *Connection) error {
