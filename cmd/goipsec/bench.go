@@ -20,7 +20,7 @@ func init() { subcommands = append(subcommands, newBenchCmd) }
 func newBenchCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmark the datapath: in process (datapath) or end to end (e2e)",
+		Short: "Benchmark the datapath: in process (datapath) or end to end over namespaces (e2e)",
 		Args:  cobra.NoArgs,
 	}
 	c.AddCommand(newBenchDatapathCmd(), newBenchE2ECmd())
@@ -123,7 +123,7 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 			}
 			if plot != "" {
 				if err := writePlot(plot, rep); err != nil {
-					return err
+					return fmt.Errorf("bench datapath: %w", err)
 				}
 			}
 			if errors.Is(runErr, context.Canceled) {
@@ -153,31 +153,209 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 	return c
 }
 
-func writePlot(path string, rep *bench.Report) error {
+// plotter is a report that draws itself as SVG.
+type plotter interface{ WritePlot(io.Writer) error }
+
+func writePlot(path string, rep plotter) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	if err := rep.WritePlot(f); err != nil {
 		f.Close()
-		return fmt.Errorf("bench datapath: --plot: %w", err)
+		return fmt.Errorf("--plot: %w", err)
 	}
 	return f.Close()
 }
 
 func newBenchE2ECmd() *cobra.Command {
-	return &cobra.Command{
+	var (
+		compare, streams, udpSizes, transform, plot, wgGo string
+		reps, udpRate, udpFlows                           int
+		duration, warmup                                  time.Duration
+		asJSON, asCSV, quiet, keep                        bool
+	)
+	c := &cobra.Command{
 		Use:   "e2e",
-		Short: "End-to-end throughput over network namespaces (not implemented yet)",
-		Long: `Not implemented yet. bench e2e will build two network namespaces joined by a
-veth pair, run goipsec at both ends and drive TCP and UDP traffic through
-them, side by side with wireguard-go, strongSwan and the bare veth. It needs
-the daemon and namespace handling, which come in a later step.`,
-		DisableFlagParsing: true,
-		RunE: func(*cobra.Command, []string) error {
-			return &exitError{code: 2, err: errors.New("bench e2e: not implemented yet: it needs the daemon and network namespaces (a later step); 'goipsec bench datapath' measures the datapath in process")}
+		Short: "Measure goipsec end to end between two network namespaces, side by side with wireguard-go, strongSwan and the bare veth (root)",
+		Long: `Measure goipsec end to end: build two network namespaces joined by a veth
+pair, run 'goipsec run' at both ends (this very binary, static keys, a kernel
+TUN device each), drive traffic through the tunnel with a built-in generator
+and tear everything down again, also on Ctrl-C or failure.
+
+Tests: TCP bulk with 1 and N streams (--streams), and UDP datagrams of a fixed
+payload size (--udp-sizes) for datagrams per second and loss, sent as fast as
+possible (or at --udp-rate) from --udp-flows sockets. The generator runs in
+this process, on sockets made inside the namespaces.
+
+--compare runs the same traffic over the same topology through
+  wireguard-go  golang.zx2c4.com/wireguard, configured with wg (wireguard-tools);
+                found on PATH, or built once with go install into the cache
+                directory, or given with --wireguard-go
+  strongswan    strongSwan's charon with kernel-libipsec, IKEv2 with a PSK,
+                ESP with the same --transform (scripts/install-strongswan.sh)
+  plain         the bare veth
+and prints goipsec's ratio to each. The bare veth is measured in any case: it
+is the generator's own ceiling. An implementation that is not installed is
+skipped with a message.
+
+Each measurement is --duration of timed traffic split across --reps
+repetitions, each after --warmup on fresh connections; the repetitions of all
+implementations are interleaved, so that other work on the machine disturbs
+them alike. Every row gives the median with the min and max, the CPU time per
+byte of each end's daemon and of the generator, and the ratios.
+
+goipsec is keyed statically for now; IKE with a given proposal comes once the
+daemon speaks IKE. Needs root, iproute2 and /dev/net/tun.`,
+		Example: `  goipsec bench e2e
+  goipsec bench e2e --compare wireguard-go,strongswan,plain
+  goipsec bench e2e --streams 1 --udp-sizes 64,1400 --duration 10s --reps 5
+  goipsec bench e2e --compare all --json > e2e.json
+  goipsec bench e2e --compare all --plot e2e.svg`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return &exitError{code: 2, err: fmt.Errorf("bench e2e: unexpected argument %q (the tests are chosen with flags)", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := e2eConfig(compare, streams, udpSizes, transform, reps, udpRate, udpFlows, duration, warmup, asJSON, asCSV)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("bench e2e: %w", err)}
+			}
+			if os.Geteuid() != 0 {
+				return &exitError{code: 2, err: errors.New("bench e2e: needs root (network namespaces, veth links, TUN devices): run it as root; 'goipsec bench datapath' needs none")}
+			}
+			cfg.Version, cfg.WireguardGo, cfg.Keep = version, wgGo, keep
+			if cfg.Goipsec, err = os.Executable(); err != nil {
+				return fmt.Errorf("bench e2e: %w", err)
+			}
+			var pr *progressLine
+			if !quiet {
+				cfg.Log = os.Stderr
+				if isTerminal(os.Stderr) {
+					pr = &progressLine{w: os.Stderr}
+					cfg.Progress = pr.update
+					cfg.Log = &clearingWriter{pr: pr, w: os.Stderr}
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			finished := make(chan struct{})
+			defer close(finished) // before stop: the goroutine below sees it first
+			go func() {
+				select {
+				case <-finished:
+					return
+				case <-ctx.Done():
+				}
+				if !quiet {
+					if pr != nil {
+						pr.clear()
+					}
+					fmt.Fprintln(os.Stderr, "bench e2e: interrupted: tearing down (a second signal quits at once; the next run sweeps what is left)")
+				}
+				stop()
+			}()
+			rep, runErr := bench.RunE2E(ctx, cfg)
+			if pr != nil {
+				pr.clear()
+			}
+			if rep == nil {
+				return runErr
+			}
+			out := cmd.OutOrStdout()
+			switch {
+			case asJSON:
+				err = rep.WriteJSON(out)
+			case asCSV:
+				err = rep.WriteCSV(out)
+			default:
+				err = rep.WriteTable(out)
+			}
+			if err != nil {
+				return err
+			}
+			if plot != "" {
+				if err := writePlot(plot, rep); err != nil {
+					return fmt.Errorf("bench e2e: %w", err)
+				}
+			}
+			if errors.Is(runErr, context.Canceled) {
+				return &exitError{code: 130, err: errors.New("bench e2e: interrupted; the figures above are partial")}
+			}
+			return runErr
 		},
 	}
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: 2, err: fmt.Errorf("bench e2e: %w", err)}
+	})
+	f := c.Flags()
+	f.StringVar(&compare, "compare", "", "comma-separated implementations to compare goipsec with: wireguard-go, strongswan, plain, or all")
+	f.StringVar(&streams, "streams", bench.DefaultE2EStreams, `comma-separated TCP stream counts ("none": no TCP)`)
+	f.StringVar(&udpSizes, "udp-sizes", bench.DefaultE2EUDPSizes, `comma-separated UDP payload lengths in bytes ("none": no UDP)`)
+	f.IntVar(&udpRate, "udp-rate", 0, "datagrams per second the UDP senders offer in all (0: as fast as they can)")
+	f.IntVar(&udpFlows, "udp-flows", 1, "UDP flows (source ports), each with its own sender")
+	f.StringVar(&transform, "transform", bench.DefaultE2ETransform, "ESP transform of goipsec and strongSwan (aes128gcm16, aes256gcm16, chacha20poly1305, aes128-sha256, ...)")
+	f.IntVar(&reps, "reps", bench.DefaultE2EReps, "timed repetitions per measurement (median, min and max are reported)")
+	f.DurationVar(&duration, "duration", bench.DefaultE2EDuration, "timed length of each measurement, split across its repetitions")
+	f.DurationVar(&warmup, "warmup", bench.DefaultE2EWarmup, "untimed warm-up before each repetition")
+	f.StringVar(&wgGo, "wireguard-go", "", "the wireguard-go binary (default: on PATH, else built once into the cache directory)")
+	f.BoolVar(&keep, "keep", false, "keep the work directory (configurations and logs) and say where it is")
+	f.BoolVar(&asJSON, "json", false, "write JSON instead of the table")
+	f.BoolVar(&asCSV, "csv", false, "write CSV instead of the table")
+	f.StringVar(&plot, "plot", "", "also write an SVG bar chart of the throughput to `FILE.svg`")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress line or notes on stderr")
+	return c
+}
+
+// e2eConfig checks and turns the flags of bench e2e into a configuration.
+func e2eConfig(compare, streams, udpSizes, transform string, reps, udpRate, udpFlows int, duration, warmup time.Duration, asJSON, asCSV bool) (bench.E2EConfig, error) {
+	cfg := bench.DefaultE2EConfig()
+	var err error
+	if cfg.Compare, err = bench.ParseCompare(compare); err != nil {
+		return cfg, err
+	}
+	if cfg.Streams, err = bench.ParseStreams(streams); err != nil {
+		return cfg, err
+	}
+	if cfg.UDPSizes, err = bench.ParseUDPSizes(udpSizes); err != nil {
+		return cfg, err
+	}
+	if cfg.Transform, err = bench.ParseE2ETransform(transform); err != nil {
+		return cfg, err
+	}
+	cfg.Reps, cfg.UDPRate, cfg.UDPFlows, cfg.Duration, cfg.Warmup = reps, udpRate, udpFlows, duration, warmup
+	switch {
+	case asJSON && asCSV:
+		return cfg, errors.New("--json and --csv exclude each other")
+	case len(cfg.Streams) == 0 && len(cfg.UDPSizes) == 0:
+		return cfg, errors.New("--streams none and --udp-sizes none leave nothing to measure")
+	case reps < 1:
+		return cfg, fmt.Errorf("--reps %d: want 1 or more", reps)
+	case duration <= 0:
+		return cfg, fmt.Errorf("--duration %v: want a positive duration", duration)
+	case duration/time.Duration(reps) < 100*time.Millisecond:
+		return cfg, fmt.Errorf("--duration %v over --reps %d leaves under 100ms per repetition", duration, reps)
+	case warmup < 0:
+		return cfg, fmt.Errorf("--warmup %v: must not be negative", warmup)
+	case udpRate < 0:
+		return cfg, fmt.Errorf("--udp-rate %d: must not be negative", udpRate)
+	case udpFlows < 1 || udpFlows > bench.MaxUDPFlows:
+		return cfg, fmt.Errorf("--udp-flows %d: want 1 to %d", udpFlows, bench.MaxUDPFlows)
+	}
+	return cfg, nil
+}
+
+// clearingWriter clears the progress line before each note written to w.
+type clearingWriter struct {
+	pr *progressLine
+	w  io.Writer
+}
+
+func (c *clearingWriter) Write(p []byte) (int, error) {
+	c.pr.clear()
+	return c.w.Write(p)
 }
 
 func isTerminal(f *os.File) bool {
