@@ -1,3 +1,17 @@
 // Package ike implements the Internet Key Exchange protocol version 2
 // (RFC 7296).
 package ike
+
+// The Manager runs IKEv2 for a set of connections (Config): it initiates
+// (Initiate, start_action start, acquires from trap policies) and responds,
+// with IKE_SA_INIT, IKE_AUTH carrying the first Child SA, CREATE_CHILD_SA
+// for further children and INFORMATIONAL for deletes, notifications and
+// liveness checks. It authenticates with pre-shared keys and hands
+// negotiated Child SAs to an Installer (the dataplane); messages go out
+// through a Transport and come in through HandleMessage, so that tests can
+// wire two Managers back to back without sockets.
+//
+// The wire format and key derivation live in the subpackages: message
+// (payloads), ikecrypto (PRFs, SKEYSEED, KEYMAT, the Encrypted payload,
+// PSK AUTH), kex (key exchange methods), proposal (strongSwan-style
+// proposals and their negotiation) and ts (traffic selector narrowing).

@@ -13,7 +13,7 @@ func newDemoCmd() *cobra.Command {
 	var level string
 	c := &cobra.Command{
 		Use:   "demo",
-		Short: "Two peers in one process over userspace network stacks, with traffic through ESP (no root, no files)",
+		Short: "Two peers in one process over userspace network stacks, negotiating with IKEv2, with traffic through ESP (no root, no files)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if level != "" {
@@ -28,7 +28,8 @@ func newDemoCmd() *cobra.Command {
 		},
 	}
 	c.Flags().Int64Var(&opts.Bytes, "bytes", 64<<20, "size of the bulk transfer")
-	c.Flags().StringVar(&opts.Enc, "enc", "aes128gcm16", "ESP transform (an AEAD: aes128gcm16, aes256gcm16, chacha20poly1305, aes128gmac)")
+	c.Flags().StringVar(&opts.Enc, "enc", "aes128gcm16", "ESP proposal, strongSwan-style (aes128gcm16, aes256gcm16, chacha20poly1305, aes256-sha256, ...)")
+	c.Flags().StringVar(&opts.IKE, "ike", "aes128gcm16-prfsha256-x25519", "IKE proposal, strongSwan-style (aes256-sha384-ecp384, chacha20poly1305-prfsha256-modp2048, ...)")
 	c.Flags().StringVar(&level, "log-level", "", "show the daemons' logs at this level")
 	return c
 }

@@ -58,23 +58,22 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 	}
 	cfg := tun.Config{MTU: t.MTU, Addresses: t.Prefixes}
 	var policy []netip.Prefix
-	for _, sc := range d.statics {
-		for _, p := range sc.Remote {
-			switch {
-			case p.Contains(sc.Peer.Addr()):
-				// Host to host: route by firewall mark so that the
-				// daemon's own ESP packets to the peer still leave
-				// through the underlay.
-				policy = append(policy, p)
-			case coveredBy(p, t.Prefixes):
-				// The device's own prefix already routes it; the
-				// fail-closed route must not be more specific than
-				// that connected route, or it would win.
-				cfg.FailClosed = append(cfg.FailClosed, covering(p, t.Prefixes))
-			default:
-				cfg.Routes = append(cfg.Routes, p)
-				cfg.FailClosed = append(cfg.FailClosed, p)
-			}
+	for _, r := range d.protectedRoutes() {
+		p := r.prefix
+		switch {
+		case p.Contains(r.peer):
+			// Host to host: route by firewall mark so that the
+			// daemon's own ESP packets to the peer still leave
+			// through the underlay.
+			policy = append(policy, p)
+		case coveredBy(p, t.Prefixes):
+			// The device's own prefix already routes it; the
+			// fail-closed route must not be more specific than
+			// that connected route, or it would win.
+			cfg.FailClosed = append(cfg.FailClosed, covering(p, t.Prefixes))
+		default:
+			cfg.Routes = append(cfg.Routes, p)
+			cfg.FailClosed = append(cfg.FailClosed, p)
 		}
 	}
 	if len(policy) > 0 {

@@ -51,7 +51,7 @@ func (d *Daemon) Status() control.Status {
 		TunMode:     d.cfg.Tun.Mode,
 		Metrics:     d.cfg.Control.Metrics,
 		Connections: len(d.cfg.Connections),
-		Children:    len(d.names),
+		Children:    len(d.names) + d.ikeChildren(),
 		SAsIn:       in,
 		SAsOut:      out,
 		Dataplane:   control.CountersFrom(&d.Engine.Stats),
@@ -67,7 +67,7 @@ func (d *Daemon) ListSAs() []control.SA {
 	now := time.Now()
 	var out []control.SA
 	for _, s := range d.SAD.List() {
-		n := d.names[s.Child]
+		n := d.childName(s.Child)
 		out = append(out, control.SAFromSnapshot(s, n.conn, n.child, now))
 	}
 	slices.SortFunc(out, func(a, b control.SA) int {
@@ -90,18 +90,26 @@ func (d *Daemon) find(name string) ([]sad.ChildID, error) {
 	return ids, nil
 }
 
-// Initiate would start IKE for a connection; static children are always up.
+// Initiate brings up an IKE connection or child and waits until it is up
+// or failed; static children are always up.
 func (d *Daemon) Initiate(ctx context.Context, name string) error {
+	if found, err := d.ikeInitiate(ctx, name); found {
+		return err
+	}
 	if _, err := d.find(name); err != nil {
 		return err
 	}
-	return fmt.Errorf("%w: initiate needs IKE, which is not built yet (static children are installed at start)", control.ErrNotImplemented)
+	return fmt.Errorf("%w: %s has static keys and is installed at start", control.ErrConflict, name)
 }
 
 // Terminate removes a connection's (or child's) SAs; its policies stay, so
 // its traffic is dropped from then on (fail closed).
 func (d *Daemon) Terminate(ctx context.Context, name string) error {
+	found, ikeErr := d.ikeTerminate(name)
 	ids, err := d.find(name)
+	if found && err != nil {
+		return ikeErr
+	}
 	if err != nil {
 		return err
 	}
@@ -115,9 +123,11 @@ func (d *Daemon) Terminate(ctx context.Context, name string) error {
 // Rekey would rekey a child with IKE.
 func (d *Daemon) Rekey(ctx context.Context, name string) error {
 	if _, err := d.find(name); err != nil {
-		return err
+		if m := d.IKE(); m == nil || !m.Has(name) {
+			return err
+		}
 	}
-	return fmt.Errorf("%w: rekey needs IKE, which is not built yet", control.ErrNotImplemented)
+	return fmt.Errorf("%w: rekeying is not built yet", control.ErrNotImplemented)
 }
 
 // Reload would apply a changed configuration.

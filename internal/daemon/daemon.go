@@ -42,6 +42,7 @@ type Daemon struct {
 	cleanup []func()
 	statics []*dataplane.StaticChild
 	names   map[sad.ChildID]childName
+	ike     *ikeState // nil when no child is negotiated with IKE
 	started time.Time
 }
 
@@ -54,6 +55,9 @@ func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 	d.Engine = dataplane.New(d.SPD, d.SAD, log.Named("dataplane"))
 	var err error
 	if d.statics, d.names, err = staticChildren(cfg); err != nil {
+		return nil, err
+	}
+	if d.ike, err = newIKE(cfg); err != nil {
 		return nil, err
 	}
 	for _, w := range cfg.Warnings {
@@ -83,7 +87,7 @@ func staticChildren(cfg *config.Config) ([]*dataplane.StaticChild, map[sad.Child
 			ch := conn.Children[chn]
 			where := fmt.Sprintf("connections.%s.children.%s", cn, chn)
 			if ch.Manual == nil {
-				return nil, nil, fmt.Errorf("%s: IKE is not implemented yet: give the child static keys (manual:)", where)
+				continue // negotiated with IKE (ike.go)
 			}
 			id++
 			sc, err := static(id, where, conn, ch)
@@ -204,6 +208,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.startControl(ctx); err != nil {
 		return err
 	}
+	if err := d.startIKE(); err != nil {
+		return err
+	}
 	go d.SAD.Run(ctx)
 	go d.logEvents(ctx)
 	d.log.Info("running", zap.Stringer("listen", d.conn.LocalAddr()), zap.String("tun", d.cfg.Tun.Mode))
@@ -227,13 +234,18 @@ func (d *Daemon) logEvents(ctx context.Context) {
 		case ev := <-d.SAD.Events():
 			d.log.Info("SA event", zap.Stringer("kind", ev.Kind), zap.Stringer("reason", ev.Reason), zap.Uint32("spi", ev.SPI), zap.Stringer("dir", ev.Dir))
 		case acq := <-d.Engine.Acquires():
-			d.log.Warn("traffic for a child without SAs dropped (no IKE to acquire them yet)", zap.Uint32("child", uint32(acq.Child)), zap.Stringer("dst", acq.Flow.Dst))
+			if m := d.IKE(); m != nil {
+				m.Acquire(acq.Child)
+				continue
+			}
+			d.log.Warn("traffic for a child without SAs dropped (no IKE to acquire them)", zap.Uint32("child", uint32(acq.Child)), zap.Stringer("dst", acq.Flow.Dst))
 		}
 	}
 }
 
-// listenAddr is the UDP address to listen on: the first connection's
-// local_port, else 4500.
+// listenAddr is the UDP (NAT-T) address to listen on: the first
+// connection's local_port, else 4500 (local_port 500 is plain IKE, with
+// NAT-T on 4500: see ike.go).
 func (d *Daemon) listenAddr() netip.AddrPort {
 	port := uint16(config.DefaultNATTPort)
 	var addr netip.Addr
@@ -244,8 +256,8 @@ func (d *Daemon) listenAddr() netip.AddrPort {
 	sort.Strings(names)
 	if len(names) > 0 {
 		c := d.cfg.Connections[names[0]]
-		if c.LocalPort != 0 {
-			port = c.LocalPort
+		if c.LocalPort != 0 && c.LocalPort != 500 {
+			port = c.LocalPort // 500 is plain IKE (ike.go); NAT-T stays on 4500
 		}
 		addr, _ = firstAddr(c.LocalAddrs)
 	}
@@ -254,6 +266,7 @@ func (d *Daemon) listenAddr() netip.AddrPort {
 
 // Close tears down in reverse order what Run set up.
 func (d *Daemon) Close() {
+	d.stopIKE()
 	if d.conn != nil {
 		d.conn.Close()
 	}

@@ -14,11 +14,9 @@ func (d *Daemon) needsBypass() bool {
 	if d.cfg.Tun.Mode != "kernel" {
 		return false
 	}
-	for _, sc := range d.statics {
-		for _, p := range sc.Remote {
-			if p.Contains(sc.Peer.Addr()) {
-				return true
-			}
+	for _, r := range d.protectedRoutes() {
+		if r.peer.IsValid() && r.prefix.Contains(r.peer) {
+			return true
 		}
 	}
 	return false

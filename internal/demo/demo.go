@@ -1,6 +1,7 @@
 // Package demo is goipsec's embedded default: two peers in one process,
-// each on its own userspace network stack, joined by ESP in UDP over
-// loopback, with real traffic through the tunnel. No root, no files.
+// each on its own userspace network stack, negotiating with IKEv2 (a
+// random pre-shared key per run) over loopback UDP, then real traffic
+// through ESP in UDP. No root, no files.
 package demo
 
 import (
@@ -15,14 +16,15 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/daemon"
-	"github.com/goipsec/goipsec/internal/xform"
 	"github.com/goipsec/goipsec/sad"
 )
 
@@ -30,8 +32,11 @@ import (
 type Options struct {
 	// Bytes is the size of the bulk transfer; 0 means 64 MiB.
 	Bytes int64
-	// Enc is the ESP transform (strongSwan keyword); "" means aes128gcm16.
+	// Enc is the ESP proposal (strongSwan keywords, e.g. aes128gcm16 or
+	// aes256-sha256); "" means aes128gcm16.
 	Enc string
+	// IKE is the IKE proposal; "" means aes128gcm16-prfsha256-x25519.
+	IKE string
 	// Log receives the daemons' logs; nil discards them.
 	Log *zap.Logger
 }
@@ -43,6 +48,8 @@ type Result struct {
 	Elapsed    time.Duration
 	Throughput float64 // bits per second
 	SAs        [2][]sad.Snapshot
+	// IKE is what each peer negotiated: its IKE SAs with their Child SAs.
+	IKE [2][]ike.IKESAStatus
 }
 
 const peerConfig = `
@@ -52,15 +59,18 @@ connections:
     remote_addrs: [127.0.0.1]
     local_port: %d
     remote_port: %d
+    proposals: [%s]
+    local:  {auth: psk, id: %s}
+    remote: {auth: psk, id: %s}
     children:
       net:
         mode: tunnel
         local_ts: [%s/32]
         remote_ts: [%s/32]
-        manual:
-          enc: %s
-          in:  {spi: %#x, key: 0x%s}
-          out: {spi: %#x, key: 0x%s}
+        esp_proposals: [%s]
+        start_action: %s
+secrets:
+  demo: {id: [peer-a.demo, peer-b.demo], secret: 0x%s}
 tun:
   mode: netstack
   addresses: [%s/24]
@@ -86,6 +96,9 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 	if opts.Enc == "" {
 		opts.Enc = "aes128gcm16"
 	}
+	if opts.IKE == "" {
+		opts.IKE = "aes128gcm16-prfsha256-x25519"
+	}
 	log := opts.Log
 	if log == nil {
 		log = zap.NewNop()
@@ -101,23 +114,17 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	enc, err := xform.LookupEnc(opts.Enc)
-	if err != nil {
-		return nil, err
-	}
-	if enc.Kind != xform.KindAEAD && enc.Kind != xform.KindGMAC {
-		return nil, fmt.Errorf("demo: %s needs a separate integrity algorithm; pick an AEAD such as aes128gcm16", opts.Enc)
-	}
-	k1, k2 := make([]byte, enc.KeyLen()), make([]byte, enc.KeyLen())
-	rand.Read(k1)
-	rand.Read(k2)
-	spi1, spi2 := 0x1000+mrand.Uint32N(1<<20), 0x200000+mrand.Uint32N(1<<20)
+	psk := make([]byte, 32)
+	rand.Read(psk)
+	secret := hex.EncodeToString(psk)
 	addrA, addrB := "10.99.0.1", "10.99.0.2"
-	cfgA := fmt.Sprintf(peerConfig, portA, portB, addrA, addrB, opts.Enc, spi1, hex.EncodeToString(k1), spi2, hex.EncodeToString(k2), addrA)
-	cfgB := fmt.Sprintf(peerConfig, portB, portA, addrB, addrA, opts.Enc, spi2, hex.EncodeToString(k2), spi1, hex.EncodeToString(k1), addrB)
+	// b answers, a initiates once both listen.
+	cfgA := fmt.Sprintf(peerConfig, portA, portB, opts.IKE, "peer-a.demo", "peer-b.demo", addrA, addrB, opts.Enc, "start", secret, addrA)
+	cfgB := fmt.Sprintf(peerConfig, portB, portA, opts.IKE, "peer-b.demo", "peer-a.demo", addrB, addrA, opts.Enc, "none", secret, addrB)
 
 	var ds [2]*daemon.Daemon
-	for i, text := range []string{cfgA, cfgB} {
+	for _, i := range []int{1, 0} {
+		text := []string{cfgA, cfgB}[i]
 		cfg, err := config.Parse(fmt.Sprintf("demo-peer-%c", 'a'+i), []byte(text))
 		if err != nil {
 			return nil, err
@@ -134,8 +141,17 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 		ds[i] = d
 	}
 	fmt.Fprintf(w, "goipsec demo: two peers in one process, each on its own userspace network stack\n")
-	fmt.Fprintf(w, "  peer a %s (ESP/UDP on %v)  <->  peer b %s (ESP/UDP on %v)\n", addrA, ds[0].LocalAddr(), addrB, ds[1].LocalAddr())
-	fmt.Fprintf(w, "  keys: static, random per run (IKEv2 negotiation is not built yet)\n\n")
+	fmt.Fprintf(w, "  peer a %s (IKE and ESP/UDP on %v)  <->  peer b %s (IKE and ESP/UDP on %v)\n", addrA, ds[0].LocalAddr(), addrB, ds[1].LocalAddr())
+	res := &Result{}
+	start := time.Now()
+	if err := waitEstablished(ctx, ds); err != nil {
+		return nil, err
+	}
+	for i, d := range ds {
+		res.IKE[i] = d.IKE().IKESAs()
+	}
+	fmt.Fprintf(w, "  IKEv2 with a pre-shared key (random per run): established in %v\n\n", time.Since(start).Round(time.Millisecond))
+	writeIKE(w, res.IKE)
 
 	// Peer b serves HTTP on its tunnel address.
 	ln, err := ds[1].Net.ListenTCP(&net.TCPAddr{IP: net.ParseIP(addrB), Port: 80})
@@ -150,7 +166,6 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 		Timeout:   60 * time.Second,
 		Transport: &http.Transport{DialContext: ds[0].Net.DialContext, DisableCompression: true},
 	}
-	res := &Result{}
 	body, err := get(ctx, client, "http://"+addrB+"/")
 	if err != nil {
 		return nil, fmt.Errorf("GET /: %w", err)
@@ -158,7 +173,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 	res.Greeting = string(body)
 	fmt.Fprintf(w, "GET http://%s/ from peer a through ESP: %q\n", addrB, res.Greeting)
 
-	start := time.Now()
+	start = time.Now()
 	n, sum, err := getBulk(ctx, client, fmt.Sprintf("http://%s/bulk?n=%d", addrB, opts.Bytes))
 	res.Elapsed = time.Since(start)
 	if err != nil {
@@ -176,6 +191,44 @@ func Run(ctx context.Context, w io.Writer, opts Options) (*Result, error) {
 	}
 	writeSAs(w, res.SAs)
 	return res, nil
+}
+
+// waitEstablished waits until both peers have their Child SA installed.
+func waitEstablished(ctx context.Context, ds [2]*daemon.Daemon) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		up := 0
+		for _, d := range ds {
+			for _, sa := range d.IKE().IKESAs() {
+				if sa.State == "ESTABLISHED" && len(sa.Children) > 0 {
+					up++
+					break
+				}
+			}
+		}
+		if up == len(ds) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("demo: IKEv2 did not establish the tunnel: %w (run with --log-level info to see why)", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// writeIKE prints what IKEv2 negotiated, as the initiator (peer a) sees it.
+func writeIKE(w io.Writer, sas [2][]ike.IKESAStatus) {
+	for _, sa := range sas[0] {
+		fmt.Fprintf(w, "IKE SA %s: %s  a=%s (initiator) <-> b=%s, SPIs %016x_i %016x_r\n",
+			sa.Connection, sa.Proposal, sa.LocalID, sa.RemoteID, sa.SPIi, sa.SPIr)
+		for _, c := range sa.Children {
+			fmt.Fprintf(w, "  CHILD_SA %s: ESP %s, %s mode, SPIs %08x_i (a inbound) %08x_o (a outbound), %s === %s\n",
+				c.Name, c.Proposal, c.Mode, c.SPIIn, c.SPIOut, strings.Join(c.LocalTS, ","), strings.Join(c.RemoteTS, ","))
+		}
+	}
+	fmt.Fprintln(w)
 }
 
 func writeSAs(w io.Writer, sas [2][]sad.Snapshot) {

@@ -34,7 +34,15 @@ func TestDemo(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"GET http://10.99.0.2/", "SHA-256 verified", "aes128gcm16"} {
+	for i, sas := range res.IKE {
+		if len(sas) != 1 || sas[0].Proposal != "aes128gcm16-prfsha256-x25519" || len(sas[0].Children) != 1 ||
+			sas[0].Children[0].Proposal != "aes128gcm16-noesn" {
+			t.Errorf("peer %d negotiated %+v", i, sas)
+		}
+	}
+	t.Log("\n" + out.String())
+	for _, want := range []string{"GET http://10.99.0.2/", "SHA-256 verified", "aes128gcm16",
+		"IKE SA demo: aes128gcm16-prfsha256-x25519", "CHILD_SA demo.net: ESP aes128gcm16-noesn"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -1,0 +1,268 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/goipsec/goipsec/ike"
+	"github.com/goipsec/goipsec/internal/config"
+	"github.com/goipsec/goipsec/internal/interop"
+)
+
+// A first check of goipsec's IKEv2 against strongSwan 5.9 (kernel-libipsec)
+// with the internal/interop harness: goipsec runs in-process in the Left
+// namespace (netstack mode), charon in Right. The full interop suite lives
+// with the harness; these tests skip without strongSwan.
+
+// swCase is one goipsec-strongSwan pairing.
+type swCase struct {
+	name             string
+	ikeGo, ikeSW     string
+	espGo, espSW     string
+	pskSW            string // "" for the right one
+	goInitiates, nat bool
+	// wantGoLog and wantSWL are what goipsec and charon log in the
+	// negative cases (charon abbreviates notifications).
+	wantGoLog, wantSWL string
+}
+
+const swPSK = "interop secret"
+
+// swPair starts charon in Right and a goipsec daemon in Left.
+type swPair struct {
+	tp   *interop.Topology
+	sw   *interop.StrongSwan
+	d    *Daemon
+	logs *observer.ObservedLogs
+	mu   sync.Mutex
+	keys []ike.KeyMaterial
+}
+
+func startSWPair(t *testing.T, tc swCase) *swPair {
+	t.Helper()
+	interop.RequireStrongSwan(t)
+	p := &swPair{tp: interop.NewTopology(t, interop.TopologyOptions{NAT: tc.nat, ForwardIKE: tc.nat})}
+	tp := p.tp
+	p.sw = interop.StartStrongSwan(t, tp.Right, "right", nil)
+	start := "none"
+	if tc.goInitiates {
+		start = "start"
+	}
+	y := fmt.Sprintf(`connections:
+  link:
+    local_addrs: [%s]
+    remote_addrs: [%s]
+    proposals: [%s]
+    local: {auth: psk, id: left.example}
+    remote: {auth: psk, id: right.example}
+    children:
+      net:
+        local_ts: [%s/32]
+        remote_ts: [%s/32]
+        esp_proposals: [%s]
+        start_action: %s
+secrets:
+  s: {id: [left.example, right.example], secret: %q}
+tun: {mode: netstack, addresses: [%s/24]}
+control: {socket: "-"}
+`, tp.LeftAddr, tp.RightAddr, tc.ikeGo, tp.LeftInner, tp.RightInner, tc.espGo, start, swPSK, tp.LeftInner)
+	cfg, err := config.Parse("left", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	p.logs = logs
+	if p.d, err = New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))); err != nil {
+		t.Fatal(err)
+	}
+	p.d.SetIKEKeyHook(func(k ike.KeyMaterial) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.keys = append(p.keys, k)
+	})
+	psk := tc.pskSW
+	if psk == "" {
+		psk = swPSK
+	}
+	remote := tp.LeftPublic.String()
+	if tc.goInitiates {
+		remote = "%any"
+	}
+	p.sw.Load(t, &interop.SwanctlConfig{
+		PSKs: []interop.PSK{{IDs: []string{"left.example", "right.example"}, Secret: psk}},
+		Connections: []interop.Connection{{Name: "ike", Version: 2, LocalAddrs: []string{tp.RightAddr.String()}, RemoteAddrs: []string{remote},
+			Proposals: []string{tc.ikeSW}, KeyingTries: 1,
+			Local: interop.Auth{Auth: "psk", ID: "right.example"}, Remote: interop.Auth{Auth: "psk", ID: "left.example"},
+			Children: []interop.Child{{Name: "net", LocalTS: []string{tp.RightInner.String() + "/32"}, RemoteTS: []string{tp.LeftInner.String() + "/32"},
+				ESPProposals: []string{tc.espSW}, Mode: "tunnel"}}}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// The daemon's sockets are made in Left; its goroutines need not run
+	// there (netstack mode).
+	if err := tp.Left.Do(func() error { return p.d.Start(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.d.Close)
+	go p.d.Serve(ctx)
+	if !tc.goInitiates {
+		p.sw.Initiate("net")
+	}
+	return p
+}
+
+// goLogged reports whether goipsec logged s.
+func (p *swPair) goLogged(s string) bool {
+	for _, e := range p.logs.All() {
+		line := e.Message
+		for _, f := range e.Context {
+			line += " " + f.String + fmt.Sprint(f.Interface)
+		}
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkKeys compares goipsec's keys with those charon logged.
+func (p *swPair) checkKeys(t *testing.T) {
+	t.Helper()
+	kl := p.sw.MustKeys(t)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var nIKE, nChild int
+	for _, k := range p.keys {
+		if k.IKE != nil {
+			sk := kl.IKEBySPI(k.SPIi)
+			if sk == nil {
+				t.Fatalf("charon logged no keys for IKE SA %016x", k.SPIi)
+			}
+			for _, pair := range [][2][]byte{{k.SKEYSEED, sk.SKEYSEED}, {k.IKE.D, sk.SKd}, {k.IKE.Ai, sk.SKai}, {k.IKE.Ar, sk.SKar},
+				{k.IKE.Ei, sk.SKei}, {k.IKE.Er, sk.SKer}, {k.IKE.Pi, sk.SKpi}, {k.IKE.Pr, sk.SKpr}} {
+				if !bytes.Equal(pair[0], pair[1]) {
+					t.Error("an IKE SA key differs from charon's")
+				}
+			}
+			nIKE++
+		}
+		if k.ChildKeys != nil {
+			for _, c := range kl.Child {
+				if c.SPIIn == k.SPIOut && c.SPIOut == k.SPIIn {
+					nChild++
+					if !bytes.Equal(c.EncrI, k.ChildKeys.EncI) || !bytes.Equal(c.EncrR, k.ChildKeys.EncR) ||
+						!bytes.Equal(c.IntegI, k.ChildKeys.IntegI) || !bytes.Equal(c.IntegR, k.ChildKeys.IntegR) {
+						t.Error("Child SA keys differ from charon's")
+					}
+				}
+			}
+		}
+	}
+	if nIKE != 1 || nChild != 1 {
+		t.Errorf("compared %d IKE and %d Child SA key sets, want 1 each", nIKE, nChild)
+	}
+}
+
+func TestIKEStrongSwan(t *testing.T) {
+	for _, tc := range []swCase{
+		{name: "goipsec-initiates-aesgcm-x25519", ikeGo: "aes128gcm16-prfsha256-x25519", espGo: "aes128gcm16", goInitiates: true},
+		{name: "strongswan-initiates-aescbc-ecp384", ikeGo: "aes256-sha384-ecp384", espGo: "aes256-sha256"},
+		{name: "goipsec-initiates-chacha-modp2048-nat", ikeGo: "chacha20poly1305-prfsha256-modp2048", espGo: "chacha20poly1305", goInitiates: true, nat: true},
+		{name: "strongswan-initiates-aescbc-ecp256-nat", ikeGo: "aes128-sha256-ecp256", espGo: "aes128gcm16", nat: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.ikeSW, tc.espSW = tc.ikeGo, tc.espGo
+			p := startSWPair(t, tc)
+			waitChild(t, p.d, true)
+			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
+			// TCP through the tunnel, echoed by Right.
+			ln, err := p.tp.Right.Listen("tcp", p.tp.RightInner.String()+":7777")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					io.Copy(c, c)
+					c.Close()
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := p.d.Net.DialContext(ctx, "tcp", p.tp.RightInner.String()+":7777")
+			if err != nil {
+				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
+			}
+			data := bytes.Repeat([]byte("goipsec<->strongSwan "), 10000)
+			go c.Write(data)
+			got := make([]byte, len(data))
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("echo through the tunnel: %v", err)
+			}
+			c.Close()
+			sas := p.sw.MustListSAs(t)
+			ch := sas[0].Children[0]
+			if sas[0].State != "ESTABLISHED" || ch.State != "INSTALLED" || !ch.Encap || ch.PacketsIn < 5 || ch.PacketsOut < 5 || sas[0].LocalPort != 4500 {
+				t.Errorf("charon's SAs: %+v", sas[0])
+			}
+			p.checkKeys(t)
+			// goipsec deletes; charon follows.
+			if _, err := p.d.ikeTerminate("link"); err != nil {
+				t.Fatal(err)
+			}
+			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
+		})
+	}
+}
+
+func TestIKEStrongSwanNegative(t *testing.T) {
+	gcm := "aes128gcm16-prfsha256-x25519"
+	for _, tc := range []swCase{
+		{name: "wrong-psk-goipsec-initiates", ikeGo: gcm, ikeSW: gcm, espGo: "aes128gcm16", espSW: "aes128gcm16", pskSW: "wrong", goInitiates: true, wantGoLog: "AUTHENTICATION_FAILED", wantSWL: "AUTH_FAILED"},
+		{name: "wrong-psk-strongswan-initiates", ikeGo: gcm, ikeSW: gcm, espGo: "aes128gcm16", espSW: "aes128gcm16", pskSW: "wrong", wantGoLog: "AUTHENTICATION_FAILED", wantSWL: "AUTH_FAILED"},
+		{name: "no-ike-proposal-goipsec-initiates", ikeGo: gcm, ikeSW: "aes256-sha384-ecp384", espGo: "aes128gcm16", espSW: "aes128gcm16", goInitiates: true, wantGoLog: "NO_PROPOSAL_CHOSEN", wantSWL: "NO_PROP"},
+		{name: "no-ike-proposal-strongswan-initiates", ikeGo: gcm, ikeSW: "aes256-sha384-ecp384", espGo: "aes128gcm16", espSW: "aes128gcm16", wantGoLog: "NO_PROPOSAL_CHOSEN", wantSWL: "NO_PROP"},
+		{name: "no-esp-proposal-goipsec-initiates", ikeGo: gcm, ikeSW: gcm, espGo: "aes128gcm16", espSW: "aes256-sha256", goInitiates: true, wantGoLog: "NO_PROPOSAL_CHOSEN", wantSWL: "NO_PROP"},
+		{name: "no-esp-proposal-strongswan-initiates", ikeGo: gcm, ikeSW: gcm, espGo: "aes128gcm16", espSW: "aes256-sha256", wantGoLog: "NO_PROPOSAL_CHOSEN", wantSWL: "NO_PROP"},
+		{name: "invalid-ke-goipsec-initiates", ikeGo: "aes128gcm16-prfsha256-x25519-ecp256", ikeSW: "aes128gcm16-prfsha256-ecp256", espGo: "aes128gcm16", espSW: "aes128gcm16", goInitiates: true, wantGoLog: "CHILD_SA established", wantSWL: "CHILD_SA net{1} established"},
+		{name: "invalid-ke-strongswan-initiates", ikeGo: "aes128gcm16-prfsha256-ecp256", ikeSW: "aes128gcm16-prfsha256-x25519-ecp256", espGo: "aes128gcm16", espSW: "aes128gcm16", wantGoLog: "CHILD_SA established", wantSWL: "CHILD_SA net{1} established"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startSWPair(t, tc)
+			p.sw.WaitLog(t, tc.wantSWL, 10*time.Second)
+			deadline := time.Now().Add(10 * time.Second)
+			for !p.goLogged(tc.wantGoLog) {
+				if time.Now().After(deadline) {
+					t.Fatalf("goipsec never logged %q", tc.wantGoLog)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if strings.Contains(tc.wantGoLog, "established") {
+				return // INVALID_KE_PAYLOAD and a retry: up
+			}
+			// Neither end keeps anything.
+			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
+			deadline = time.Now().Add(5 * time.Second)
+			for len(p.d.IKE().IKESAs()) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("goipsec keeps %+v", p.d.IKE().IKESAs())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if in, out := p.d.SAD.Len(); in+out != 0 {
+				t.Errorf("goipsec keeps %d SAs", in+out)
+			}
+		})
+	}
+}
