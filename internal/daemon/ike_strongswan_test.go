@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,9 @@ type swCase struct {
 	espGo, espSW     string
 	pskSW            string // "" for the right one
 	goInitiates, nat bool
+	// swBehindNAT swaps the hosts: charon in Left behind the NAT, goipsec
+	// in Right (the NAT is then in front of strongSwan, not goipsec).
+	swBehindNAT bool
 	// wantGoLog and wantSWL are what goipsec and charon log in the
 	// negative cases (charon abbreviates notifications).
 	wantGoLog, wantSWL string
@@ -39,14 +43,19 @@ type swCase struct {
 
 const swPSK = "interop secret"
 
-// swPair starts charon in Right and a goipsec daemon in Left.
+// swPair starts charon in Right and a goipsec daemon in Left (or the other
+// way round with swCase.swBehindNAT).
 type swPair struct {
-	tp   *interop.Topology
-	sw   *interop.StrongSwan
-	d    *Daemon
-	logs *observer.ObservedLogs
-	mu   sync.Mutex
-	keys []ike.KeyMaterial
+	tp *interop.Topology
+	// goNS and swNS are the hosts of goipsec and charon; goInner and
+	// swInner their tunnelled addresses.
+	goNS, swNS       *interop.Netns
+	goInner, swInner netip.Addr
+	sw               *interop.StrongSwan
+	d                *Daemon
+	logs             *observer.ObservedLogs
+	mu               sync.Mutex
+	keys             []ike.KeyMaterial
 }
 
 func startSWPair(t *testing.T, tc swCase) *swPair {
@@ -54,7 +63,15 @@ func startSWPair(t *testing.T, tc swCase) *swPair {
 	interop.RequireStrongSwan(t)
 	p := &swPair{tp: interop.NewTopology(t, interop.TopologyOptions{NAT: tc.nat, ForwardIKE: tc.nat})}
 	tp := p.tp
-	p.sw = interop.StartStrongSwan(t, tp.Right, "right", nil)
+	// Addresses: the side behind the NAT (Left) reaches Right at RightAddr;
+	// Right reaches Left at LeftPublic (forwarded by the router).
+	goAddr, swAddr, goSeesSW, swSeesGo := tp.LeftAddr, tp.RightAddr, tp.RightAddr, tp.LeftPublic
+	p.goNS, p.swNS, p.goInner, p.swInner = tp.Left, tp.Right, tp.LeftInner, tp.RightInner
+	if tc.swBehindNAT {
+		goAddr, swAddr, goSeesSW, swSeesGo = tp.RightAddr, tp.LeftAddr, tp.LeftPublic, tp.RightAddr
+		p.goNS, p.swNS, p.goInner, p.swInner = tp.Right, tp.Left, tp.RightInner, tp.LeftInner
+	}
+	p.sw = interop.StartStrongSwan(t, p.swNS, "sw", nil)
 	start := "none"
 	if tc.goInitiates {
 		start = "start"
@@ -76,7 +93,7 @@ secrets:
   s: {id: [left.example, right.example], secret: %q}
 tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
-`, tp.LeftAddr, tp.RightAddr, tc.ikeGo, tp.LeftInner, tp.RightInner, tc.espGo, start, swPSK, tp.LeftInner)
+`, goAddr, goSeesSW, tc.ikeGo, p.goInner, p.swInner, tc.espGo, start, swPSK, p.goInner)
 	cfg, err := config.Parse("left", []byte(y))
 	if err != nil {
 		t.Fatal(err)
@@ -95,22 +112,22 @@ control: {socket: "-"}
 	if psk == "" {
 		psk = swPSK
 	}
-	remote := tp.LeftPublic.String()
+	remote := swSeesGo.String()
 	if tc.goInitiates {
 		remote = "%any"
 	}
 	p.sw.Load(t, &interop.SwanctlConfig{
 		PSKs: []interop.PSK{{IDs: []string{"left.example", "right.example"}, Secret: psk}},
-		Connections: []interop.Connection{{Name: "ike", Version: 2, LocalAddrs: []string{tp.RightAddr.String()}, RemoteAddrs: []string{remote},
+		Connections: []interop.Connection{{Name: "ike", Version: 2, LocalAddrs: []string{swAddr.String()}, RemoteAddrs: []string{remote},
 			Proposals: []string{tc.ikeSW}, KeyingTries: 1,
 			Local: interop.Auth{Auth: "psk", ID: "right.example"}, Remote: interop.Auth{Auth: "psk", ID: "left.example"},
-			Children: []interop.Child{{Name: "net", LocalTS: []string{tp.RightInner.String() + "/32"}, RemoteTS: []string{tp.LeftInner.String() + "/32"},
+			Children: []interop.Child{{Name: "net", LocalTS: []string{p.swInner.String() + "/32"}, RemoteTS: []string{p.goInner.String() + "/32"},
 				ESPProposals: []string{tc.espSW}, Mode: "tunnel"}}}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	// The daemon's sockets are made in Left; its goroutines need not run
-	// there (netstack mode).
-	if err := tp.Left.Do(func() error { return p.d.Start(ctx) }); err != nil {
+	// The daemon's sockets are made in its host's namespace; its
+	// goroutines need not run there (netstack mode).
+	if err := p.goNS.Do(func() error { return p.d.Start(ctx) }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.d.Close)
@@ -179,6 +196,8 @@ func TestIKEStrongSwan(t *testing.T) {
 		{name: "strongswan-initiates-aescbc-ecp384", ikeGo: "aes256-sha384-ecp384", espGo: "aes256-sha256"},
 		{name: "goipsec-initiates-chacha-modp2048-nat", ikeGo: "chacha20poly1305-prfsha256-modp2048", espGo: "chacha20poly1305", goInitiates: true, nat: true},
 		{name: "strongswan-initiates-aescbc-ecp256-nat", ikeGo: "aes128-sha256-ecp256", espGo: "aes128gcm16", nat: true},
+		{name: "goipsec-initiates-aesgcm-x25519-strongswan-behind-nat", ikeGo: "aes256gcm16-prfsha384-x25519", espGo: "aes256gcm16", goInitiates: true, nat: true, swBehindNAT: true},
+		{name: "strongswan-behind-nat-initiates-aescbc-modp2048", ikeGo: "aes256-sha256-modp2048", espGo: "aes128-sha256", nat: true, swBehindNAT: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.ikeSW, tc.espSW = tc.ikeGo, tc.espGo
@@ -186,7 +205,7 @@ func TestIKEStrongSwan(t *testing.T) {
 			waitChild(t, p.d, true)
 			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
 			// TCP through the tunnel, echoed by Right.
-			ln, err := p.tp.Right.Listen("tcp", p.tp.RightInner.String()+":7777")
+			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +218,7 @@ func TestIKEStrongSwan(t *testing.T) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.tp.RightInner.String()+":7777")
+			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
 			if err != nil {
 				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
 			}
