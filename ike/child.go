@@ -28,6 +28,7 @@ const (
 
 // childSA is an installed Child SA pair.
 type childSA struct {
+	ike           *ikeSA // the IKE SA it belongs to (changes with an IKE SA rekey)
 	cfg           *Child
 	id            sad.ChildID
 	state         childState
@@ -36,6 +37,16 @@ type childSA struct {
 	local, remote []ts.Selector
 	proposal      string
 	established   time.Time
+
+	// Rekeying (RFC 7296 sections 1.3.3 and 2.8).
+	rekeying   bool      // our CREATE_CHILD_SA with REKEY_SA is in flight
+	successor  *childSA  // the SA that replaces this one
+	pending    *ChildSA  // responder of a rekey: outbound not switched yet (own key copies)
+	nonces     [2][]byte // Ni, Nr of the exchange that made the SA
+	weInit     bool      // we initiated the exchange that made the SA
+	rekeyTimer Timer     // rekey_time
+	graceTimer Timer     // removal of a replaced SA's inbound SA
+	switchTmr  Timer     // fallback switch of a pending outbound SA
 }
 
 // childNeg is a Child SA negotiation we started.
@@ -48,6 +59,7 @@ type childNeg struct {
 	ni        []byte       // CREATE_CHILD_SA: our nonce
 	ke        kex.Exchange // CREATE_CHILD_SA with PFS
 	retried   bool         // sent again after INVALID_KE_PAYLOAD
+	rekey     *childSA     // the Child SA this negotiation rekeys
 }
 
 // ChildError is a Child SA negotiation refused by one side, with the
@@ -229,7 +241,7 @@ func (sa *ikeSA) completeChild(n *childNeg, resp *message.Message, ni, nr, secre
 	if err := checkTransport(mode, cp.tsi, cp.tsr); err != nil {
 		return nil, &ChildError{Notify: message.TSUnacceptable, Detail: err.Error()}
 	}
-	c, err := sa.installChild(n.cfg, n.spiIn, spiOut, chosen, suite, mode, cp.tsi, cp.tsr, ni, nr, secret, true)
+	c, err := sa.installChild(n.cfg, n.spiIn, spiOut, chosen, suite, mode, cp.tsi, cp.tsr, ni, nr, secret, true, n.rekey)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +263,7 @@ func checkTransport(mode sad.Mode, local, remote []ts.Selector) error {
 // weInitiated says whether we started the exchange that made it; the
 // selectors are as in the exchange (TSi, TSr).
 func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.Proposal, suite *proposal.ChildSuite,
-	mode sad.Mode, tsi, tsr []ts.Selector, ni, nr, secret []byte, weInitiated bool) (*childSA, error) {
+	mode sad.Mode, tsi, tsr []ts.Selector, ni, nr, secret []byte, weInitiated bool, old *childSA) (*childSA, error) {
 	m := sa.m
 	delete(m.reserved, spiIn)
 	var secrets [][]byte
@@ -269,9 +281,15 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 		local, remote = tsr, tsi
 		inEnc, inInteg, outEnc, outInteg = keys.EncI, keys.IntegI, keys.EncR, keys.IntegR
 	}
-	id := m.childIDFor(cfg)
-	c := &childSA{cfg: cfg, id: id, state: childInstalled, spiIn: spiIn, spiOut: spiOut, mode: mode,
-		local: local, remote: remote, proposal: proposal.Format(chosen), established: m.clock.Now()}
+	var id sad.ChildID
+	if old != nil {
+		id = old.id
+	} else {
+		id = m.childIDFor(cfg)
+	}
+	c := &childSA{ike: sa, cfg: cfg, id: id, state: childInstalled, spiIn: spiIn, spiOut: spiOut, mode: mode,
+		local: local, remote: remote, proposal: proposal.Format(chosen), established: m.clock.Now(),
+		nonces: [2][]byte{clone(ni), clone(nr)}, weInit: weInitiated}
 	window := cfg.ReplayWindow
 	cs := &ChildSA{ID: id, Connection: cfg.conn.Name, Child: cfg.Name, Mode: mode, Local: local, Remote: remote, Peer: sa.espPeer(),
 		In:  esp.Config{SPI: spiIn, Enc: suite.Enc, EncKey: inEnc, Integ: suite.Integ, IntegKey: inInteg, ESN: suite.ESN, ReplayWindow: window},
@@ -281,13 +299,46 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 			ChildKeys: &ikecrypto.ChildKeys{EncI: clone(keys.EncI), IntegI: clone(keys.IntegI), EncR: clone(keys.EncR), IntegR: clone(keys.IntegR)},
 			SPIIn:     spiIn, SPIOut: spiOut})
 	}
-	if err := m.inst.Install(cs); err != nil {
-		m.releaseChildID(cfg, id)
-		return nil, fmt.Errorf("installing the Child SA: %w", err)
+	switch {
+	case old == nil:
+		if err := m.inst.Install(cs); err != nil {
+			m.releaseChildID(cfg, id)
+			return nil, fmt.Errorf("installing the Child SA: %w", err)
+		}
+	case weInitiated && collision(old) != nil && lostCollision(ni, nr, collision(old)):
+		// The peer rekeyed it too and its SA wins (RFC 7296 section
+		// 2.8.1): ours is deleted at once, we never send on it.
+		if err := m.inst.InstallInbound(cs); err != nil {
+			return nil, fmt.Errorf("installing the rekeyed Child SA: %w", err)
+		}
+	case weInitiated:
+		// The responder accepts the new SA already: inbound and
+		// outbound switch at once.
+		if err := m.inst.Install(cs); err != nil {
+			return nil, fmt.Errorf("installing the rekeyed Child SA: %w", err)
+		}
+		m.children[id] = c
+	default:
+		// Make-before-break: accept the new SA now, send on it once the
+		// initiator deletes the old one.
+		if err := m.inst.InstallInbound(cs); err != nil {
+			return nil, fmt.Errorf("installing the rekeyed Child SA: %w", err)
+		}
+		p := *cs
+		p.In = esp.Config{}
+		p.Out.EncKey, p.Out.IntegKey = clone(cs.Out.EncKey), clone(cs.Out.IntegKey)
+		c.pending = &p
 	}
-	m.children[id] = c
+	if old == nil {
+		m.children[id] = c
+	}
 	sa.children = append(sa.children, c)
-	sa.info("CHILD_SA established", zap.String("child", cfg.FullName()), zap.Uint32("child_id", uint32(id)),
+	sa.armRekey(c)
+	what := "CHILD_SA established"
+	if old != nil {
+		what = "CHILD_SA rekeyed"
+	}
+	sa.info(what, zap.String("child", cfg.FullName()), zap.Uint32("child_id", uint32(id)),
 		zap.String("spi_in", fmt.Sprintf("%08x", spiIn)), zap.String("spi_out", fmt.Sprintf("%08x", spiOut)),
 		zap.Stringer("mode", mode), zap.String("proposal", c.proposal),
 		zap.Stringers("local_ts", local), zap.Stringers("remote_ts", remote), zap.Stringer("esp_peer", cs.Peer))
@@ -318,10 +369,26 @@ func (m *Manager) releaseChildID(cfg *Child, id sad.ChildID) {
 // its trap policies back.
 func (sa *ikeSA) removeChild(c *childSA) {
 	if c.state == childDead {
+		sa.unlist(c)
 		return
 	}
 	m := sa.m
 	c.state = childDead
+	c.stopTimers()
+	if cur, _ := m.children[c.id].(*childSA); cur != c {
+		// Not the SA the child ID stands for (a rekey replaced it, or
+		// it lost a collision): only its inbound SA goes.
+		m.inst.RemoveInbound(c.id, c.spiIn)
+		sa.unlist(c)
+		return
+	}
+	for _, o := range append(sa.children, sa.retired...) {
+		if o != c && o.id == c.id {
+			o.state = childDead
+			o.stopTimers()
+			sa.unlist(o)
+		}
+	}
 	m.inst.Remove(c.id)
 	delete(m.children, c.id)
 	if c.cfg.StartAction == StartTrap {
@@ -329,12 +396,7 @@ func (sa *ikeSA) removeChild(c *childSA) {
 			m.installTrapID(c.cfg, c.id)
 		}
 	}
-	for i, x := range sa.children {
-		if x == c {
-			sa.children = append(sa.children[:i], sa.children[i+1:]...)
-			break
-		}
-	}
+	sa.unlist(c)
 }
 
 // installTrapID installs a child's trap policies under a given ID.
@@ -355,13 +417,16 @@ func (m *Manager) installTrapID(ch *Child, id sad.ChildID) {
 // the child of the connection whose selectors fit the initiator's, narrows
 // them, selects a proposal and installs the Child SA. It returns the
 // payloads of the response, or the error notification to send instead.
-func (sa *ikeSA) acceptChild(req *message.Message, cp childPayloads, ni, nr []byte, createChild bool) ([]message.Payload, *childSA, *ChildError) {
+func (sa *ikeSA) acceptChild(req *message.Message, cp childPayloads, ni, nr []byte, createChild bool, old *childSA) ([]message.Payload, *childSA, *ChildError) {
 	var (
 		cfg      *Child
 		tsi, tsr []ts.Selector
 		reason   error
 	)
 	for _, ch := range sa.conn.Children {
+		if old != nil && ch != old.cfg {
+			continue
+		}
 		local, remote, err := sa.selectors(ch)
 		if err != nil {
 			reason = err
@@ -433,7 +498,7 @@ func (sa *ikeSA) acceptChild(req *message.Message, cp childPayloads, ni, nr []by
 	}
 	resp := chosen.Clone()
 	resp.SPI = binary.BigEndian.AppendUint32(nil, spiIn)
-	c, err := sa.installChild(cfg, spiIn, spiOut, chosen, suite, mode, tsi, tsr, ni, nr, secret, false)
+	c, err := sa.installChild(cfg, spiIn, spiOut, chosen, suite, mode, tsi, tsr, ni, nr, secret, false, old)
 	if err != nil {
 		sa.errorf("installing the Child SA failed", zap.String("child", cfg.FullName()), zap.Error(err))
 		return nil, nil, &ChildError{Notify: message.NoAdditionalSAs, Detail: err.Error()}

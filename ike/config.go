@@ -54,7 +54,8 @@ type Connection struct {
 	// DPDDelay is the interval of liveness checks when nothing was received
 	// from the peer; 0 disables dead peer detection.
 	DPDDelay time.Duration
-	// RekeyTime is the IKE SA's rekey interval (not acted on yet).
+	// RekeyTime is the IKE SA's rekey interval, less a random tenth
+	// (strongSwan's rand_time); 0 disables rekeying.
 	RekeyTime time.Duration
 	// LocalID and RemoteID are the identities (strongSwan syntax); an empty
 	// LocalID is the first local address, an empty or "%any" RemoteID
@@ -83,7 +84,9 @@ type Child struct {
 	// ReplayWindow is the inbound anti-replay window in packets: 0 selects
 	// the default, negative disables it.
 	ReplayWindow int
-	// RekeyTime is the Child SA's rekey interval (not acted on yet).
+	// RekeyTime is the Child SA's rekey interval, less a random tenth
+	// (strongSwan's rand_time); 0 disables rekeying (the SAD's soft
+	// lifetime events still rekey).
 	RekeyTime time.Duration
 
 	conn *Connection

@@ -43,7 +43,7 @@ func (m *Manager) initiateLocked(ch *Child, done chan<- error) (*ikeSA, error) {
 		}
 	}
 	for _, sa := range m.sortedSAs() {
-		if sa.conn != conn {
+		if sa.conn != conn || sa.rekeyedTo != nil {
 			continue
 		}
 		switch sa.state {
@@ -455,6 +455,7 @@ func (sa *ikeSA) established() {
 	sa.info("IKE SA established", zap.String("role", role), zap.String("local_id", sa.localID.String()),
 		zap.String("remote_id", sa.remoteID.String()), zap.String("proposal", proposal.Format(sa.chosen)))
 	sa.armDPD()
+	sa.armIKERekey()
 }
 
 // startPending negotiates the children waiting for the IKE SA.
@@ -497,6 +498,10 @@ func (sa *ikeSA) handleCreateChildResponse(neg *childNeg, msg *message.Message) 
 	ch := neg.cfg
 	fail := func(err error) {
 		neg.release(sa.m)
+		if neg.rekey != nil {
+			sa.rekeyFailed(neg.rekey, err)
+			return
+		}
 		sa.errorf("CHILD_SA failed", zap.String("child", ch.FullName()), zap.Error(err))
 		sa.notifyWaiters(ch, err)
 	}
@@ -506,7 +511,11 @@ func (sa *ikeSA) handleCreateChildResponse(neg *childNeg, msg *message.Message) 
 				proposal.HasKEMethod(ch.Proposals, method) {
 				neg.release(sa.m)
 				sa.info("peer prefers another key exchange for the CHILD_SA: retrying", zap.String("wanted", keName(method)))
-				sa.createChildKE(ch, method)
+				if neg.rekey != nil {
+					sa.sendRekey(neg.rekey, method)
+				} else {
+					sa.createChildKE(ch, method)
+				}
 				return
 			}
 		}
@@ -533,8 +542,13 @@ func (sa *ikeSA) handleCreateChildResponse(neg *childNeg, msg *message.Message) 
 		secret = s
 		defer clear(secret)
 	}
-	if _, err := sa.completeChild(neg, msg, neg.ni, nonce.Data, secret, true); err != nil {
+	c, err := sa.completeChild(neg, msg, neg.ni, nonce.Data, secret, true)
+	if err != nil {
 		fail(err)
+		return
+	}
+	if neg.rekey != nil {
+		sa.rekeyedByUs(neg.rekey, c)
 		return
 	}
 	sa.notifyWaiters(ch, nil)

@@ -276,7 +276,7 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 		&message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)}}
 	sa.established()
 	if cp, ok := getChildPayloads(msg); ok {
-		cps, _, cerr := sa.acceptChild(msg, cp, sa.ni, sa.nr, false)
+		cps, _, cerr := sa.acceptChild(msg, cp, sa.ni, sa.nr, false, nil)
 		if cerr != nil {
 			sa.warn("CHILD_SA refused: answering with "+cerr.Notify.String(), zap.String("reason", cerr.Detail),
 				zap.String("hint", childHint(cerr.Notify)))
@@ -320,12 +320,31 @@ func (sa *ikeSA) handleCreateChildRequest(msg *message.Message) {
 		sa.respond(message.CreateChildSA, msg.MessageID, []message.Payload{message.NewNotify(t, data)})
 	}
 	if s, _ := msg.Get(message.PayloadSA).(*message.SA); s != nil && len(s.Proposals) > 0 && s.Proposals[0].Protocol == message.ProtoIKE {
-		refuse(message.NoAdditionalSAs, nil, "rekeying the IKE SA is not supported yet")
+		sa.handleIKERekeyRequest(msg, s)
 		return
 	}
+	var old *childSA
 	if n := msg.Notify(message.RekeySA); n != nil {
-		refuse(message.NoAdditionalSAs, nil, "rekeying Child SAs is not supported yet")
-		return
+		spi, err := n.ChildSPI()
+		if err != nil {
+			refuse(message.InvalidSyntax, nil, "REKEY_SA without an SPI")
+			return
+		}
+		if old = sa.childByOutSPI(spi); old == nil {
+			if r := sa.retiredByOutSPI(spi); r != nil {
+				// Already replaced: our own rekey of it won the race
+				// (RFC 7296 section 2.8.1).
+				refuse(message.TemporaryFailure, nil, fmt.Sprintf("CHILD_SA %08x is already rekeyed", spi))
+				return
+			}
+			sa.warn("CREATE_CHILD_SA refused: answering with CHILD_SA_NOT_FOUND", zap.String("spi", fmt.Sprintf("%08x", spi)))
+			sa.respond(message.CreateChildSA, msg.MessageID, []message.Payload{message.NewChildNotify(message.ChildSANotFound, message.ProtoESP, spi, nil)})
+			return
+		}
+		if old.successor != nil || old.state != childInstalled {
+			refuse(message.TemporaryFailure, nil, fmt.Sprintf("CHILD_SA %08x is already rekeyed or being deleted", spi))
+			return
+		}
 	}
 	cp, ok := getChildPayloads(msg)
 	if !ok || cp.nonce == nil {
@@ -333,10 +352,13 @@ func (sa *ikeSA) handleCreateChildRequest(msg *message.Message) {
 		return
 	}
 	nr := randomBytes(nonceLen)
-	ps, _, cerr := sa.acceptChild(msg, cp, cp.nonce, nr, true)
+	ps, c, cerr := sa.acceptChild(msg, cp, cp.nonce, nr, true, old)
 	if cerr != nil {
 		refuse(cerr.Notify, cerr.Data, cerr.Detail)
 		return
+	}
+	if old != nil {
+		sa.rekeyedByPeer(old, c)
 	}
 	sa.respond(message.CreateChildSA, msg.MessageID, ps)
 }

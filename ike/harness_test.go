@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/ike/message"
 	"github.com/goipsec/goipsec/ike/proposal"
 	"github.com/goipsec/goipsec/ike/ts"
@@ -203,6 +204,40 @@ type fakeInstaller struct {
 	removed   []sad.ChildID
 	inbound   map[sad.ChildID]uint64
 	spis      map[uint32]bool
+	ins       map[sad.ChildID]map[uint32]esp.Config
+	switches  int
+	// peer, when set, is the other end's installer: every outbound SA
+	// switched to must already be an inbound SA there, and no inbound SA
+	// the peer sends on may go (make-before-break).
+	peer       *fakeInstaller
+	violations []string
+}
+
+// checkOut records a violation if the peer cannot receive on spi yet.
+func (f *fakeInstaller) checkOut(spi uint32) {
+	if f.peer == nil {
+		return
+	}
+	f.peer.mu.Lock()
+	ok := f.peer.spis[spi]
+	f.peer.mu.Unlock()
+	if !ok {
+		f.violations = append(f.violations, fmt.Sprintf("sending on %08x before the peer accepts it", spi))
+	}
+}
+
+// checkIn records a violation if the peer still sends on spi.
+func (f *fakeInstaller) checkIn(id sad.ChildID, spi uint32) {
+	if f.peer == nil {
+		return
+	}
+	f.peer.mu.Lock()
+	defer f.peer.mu.Unlock()
+	for _, c := range f.peer.installed {
+		if c.Out.SPI == spi {
+			f.violations = append(f.violations, fmt.Sprintf("inbound SA %08x removed while the peer sends on it", spi))
+		}
+	}
 }
 
 func newFakeInstaller() *fakeInstaller {
@@ -232,19 +267,84 @@ func (f *fakeInstaller) Install(c *ChildSA) error {
 	if f.spis[c.In.SPI] {
 		return fmt.Errorf("inbound SPI %08x already installed", c.In.SPI)
 	}
+	f.checkOut(c.Out.SPI)
 	f.spis[c.In.SPI] = true
+	f.addIn(c.ID, cp.In)
 	delete(f.traps, c.ID)
 	f.installed[c.ID] = &cp
 	f.history = append(f.history, &cp)
 	return nil
 }
 
+func (f *fakeInstaller) addIn(id sad.ChildID, c esp.Config) {
+	if f.ins == nil {
+		f.ins = map[sad.ChildID]map[uint32]esp.Config{}
+	}
+	if f.ins[id] == nil {
+		f.ins[id] = map[uint32]esp.Config{}
+	}
+	f.ins[id][c.SPI] = c
+}
+
+func (f *fakeInstaller) InstallInbound(c *ChildSA) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.installed[c.ID]
+	if cur == nil {
+		return fmt.Errorf("child %d not installed", c.ID)
+	}
+	if f.spis[c.In.SPI] {
+		return fmt.Errorf("inbound SPI %08x already installed", c.In.SPI)
+	}
+	f.spis[c.In.SPI] = true
+	cur.In = c.In
+	cur.In.EncKey, cur.In.IntegKey = clone(c.In.EncKey), clone(c.In.IntegKey)
+	f.addIn(c.ID, cur.In)
+	return nil
+}
+
+func (f *fakeInstaller) SwitchOutbound(c *ChildSA) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.installed[c.ID]
+	if cur == nil {
+		return fmt.Errorf("child %d not installed", c.ID)
+	}
+	f.checkOut(c.Out.SPI)
+	cur.Out = c.Out
+	cur.Out.EncKey, cur.Out.IntegKey = clone(c.Out.EncKey), clone(c.Out.IntegKey)
+	f.switches++
+	return nil
+}
+
+func (f *fakeInstaller) RemoveInbound(id sad.ChildID, spi uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.ins[id][spi]; ok {
+		f.checkIn(id, spi)
+		delete(f.ins[id], spi)
+		delete(f.spis, spi)
+	}
+}
+
+// inSAs returns the inbound SAs installed for a child.
+func (f *fakeInstaller) inSAs(id sad.ChildID) map[uint32]esp.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uint32]esp.Config{}
+	for spi, c := range f.ins[id] {
+		out[spi] = c
+	}
+	return out
+}
+
 func (f *fakeInstaller) Remove(id sad.ChildID) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c := f.installed[id]; c != nil {
-		delete(f.spis, c.In.SPI)
+	for spi := range f.ins[id] {
+		delete(f.spis, spi)
 	}
+	delete(f.ins, id)
 	delete(f.installed, id)
 	delete(f.traps, id)
 	f.removed = append(f.removed, id)

@@ -32,12 +32,32 @@ func (sa *ikeSA) handleInformational(msg *message.Message) {
 				for _, spi := range p.SPIs {
 					c := sa.childByOutSPI(spi)
 					if c == nil {
+						c = sa.retiredByOutSPI(spi)
+					}
+					if c == nil {
 						sa.m.log.Debug("peer deletes a Child SA we do not have", sa.logFields(zap.String("spi", fmt.Sprintf("%08x", spi)))...)
 						continue
 					}
 					// Our own DELETE may be crossing this one (RFC 7296
 					// section 1.4.1): answer with the SPI either way.
 					ours = append(ours, c.spiIn)
+					if s := c.successor; s != nil && s.state == childInstalled {
+						// The peer completed its rekey: send on the new
+						// SA, keep accepting on the old one a while.
+						sa.switchPending(s)
+						sa.info("rekeyed CHILD_SA deleted by the peer", zap.String("child", c.cfg.FullName()),
+							zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)), zap.String("spi_out", fmt.Sprintf("%08x", c.spiOut)))
+						sa.retire(c, true)
+						continue
+					}
+					if !sa.current(c) {
+						// A redundant SA of a rekey collision, or one
+						// already replaced.
+						sa.info("replaced CHILD_SA deleted by the peer", zap.String("child", c.cfg.FullName()),
+							zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)))
+						sa.retire(c, true)
+						continue
+					}
 					sa.info("CHILD_SA deleted by the peer", zap.String("child", c.cfg.FullName()),
 						zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)), zap.String("spi_out", fmt.Sprintf("%08x", c.spiOut)))
 					sa.removeChild(c)

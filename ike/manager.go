@@ -56,6 +56,16 @@ type Installer interface {
 	// Install installs (or, for an ID that has SAs, updates) a Child SA
 	// pair and its policies.
 	Install(c *ChildSA) error
+	// InstallInbound adds the inbound SA of c to a child whose SAs are
+	// installed (the responder of a rekey, make-before-break); c.Out is
+	// not used yet.
+	InstallInbound(c *ChildSA) error
+	// SwitchOutbound replaces the child's outbound SA with c.Out; c.In is
+	// not used.
+	SwitchOutbound(c *ChildSA) error
+	// RemoveInbound removes one inbound SA of a child (one a rekey
+	// replaced), leaving its other SAs and its policies alone.
+	RemoveInbound(id sad.ChildID, spi uint32)
 	// Remove removes a child's SAs and policies.
 	Remove(id sad.ChildID)
 	// Trap installs policies for a child without SAs whose traffic raises
@@ -109,6 +119,10 @@ type Options struct {
 	// IKE_SA_INIT requests must return a cookie (RFC 7296 section 2.6); 0
 	// means the default, negative never asks.
 	CookieThreshold int
+	// RekeyGrace is how long the inbound SA a rekey replaced keeps
+	// accepting packets after the old SA is deleted; 0 means
+	// DefaultRekeyGrace.
+	RekeyGrace time.Duration
 	// FirstChildID is the lowest Child ID the Manager hands out (the
 	// daemon keeps lower ones for static children); 0 means 1.
 	FirstChildID sad.ChildID
@@ -202,6 +216,9 @@ func NewManager(cfg *Config, opts Options) (*Manager, error) {
 	}
 	if opts.NATTPort == 0 {
 		opts.NATTPort = 4500
+	}
+	if opts.RekeyGrace <= 0 {
+		opts.RekeyGrace = DefaultRekeyGrace
 	}
 	if opts.FirstChildID == 0 {
 		opts.FirstChildID = 1

@@ -83,7 +83,8 @@ type ikeSA struct {
 	haveLastResp bool
 
 	children        []*childSA
-	pendingChildren []*Child // to negotiate once the SA is up
+	retired         []*childSA // replaced by a rekey, inbound SA kept for a grace period
+	pendingChildren []*Child   // to negotiate once the SA is up
 	authChild       *childNeg
 	creating        map[*Child]int // CREATE_CHILD_SA exchanges in flight
 	waiters         map[*Child][]chan<- error
@@ -92,6 +93,10 @@ type ikeSA struct {
 	lastInPackets uint64
 	dpdTimer      Timer
 	halfTimer     Timer
+	rekeyTimer    Timer        // IKE SA rekey_time (or retry)
+	ikeRekey      *ikeRekeyNeg // our IKE SA rekey in flight
+	rekeyedTo     *ikeSA       // the IKE SA that replaced this one
+	peerRekeyed   *ikeSA       // the peer's new IKE SA while ours is in flight (collision)
 }
 
 // request is one of our requests, in flight or queued.
@@ -436,7 +441,12 @@ func (sa *ikeSA) destroy(reason error) {
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
 	sa.state = stateDead
-	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer} {
+	sa.releaseIKERekey()
+	if o := sa.peerRekeyed; o != nil {
+		sa.peerRekeyed = nil
+		o.destroy(reason)
+	}
+	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer, sa.rekeyTimer} {
 		if t != nil {
 			t.Stop()
 		}
@@ -445,9 +455,13 @@ func (sa *ikeSA) destroy(reason error) {
 		sa.pending.timer.Stop()
 	}
 	sa.pending, sa.queued = nil, nil
-	for _, c := range sa.children {
-		sa.removeChild(c)
+	for len(sa.children) > 0 {
+		sa.removeChild(sa.children[len(sa.children)-1])
 	}
+	for _, c := range sa.retired {
+		c.stopTimers()
+	}
+	sa.retired = nil
 	if sa.authChild != nil {
 		delete(m.reserved, sa.authChild.spiIn)
 		sa.authChild = nil

@@ -56,11 +56,30 @@ func newRunCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK\n", cfgPath)
 				return nil
 			}
+			d.SetConfigPath(cfgPath)
+			// SIGINT or SIGTERM: delete the IKE SAs (telling the peers),
+			// remove the routes and the TUN device, exit 0. A second one
+			// kills the process at once.
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			go func() {
 				<-ctx.Done()
 				stop() // a second signal now kills the process
+			}()
+			// SIGHUP: reload the configuration file, like goipsec reload.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						log.Info("SIGHUP: reloading", zap.String("file", cfgPath))
+						_ = d.Reload(ctx) // logged; the running configuration stays on error
+					}
+				}
 			}()
 			return d.RunAs(ctx, creds)
 		},

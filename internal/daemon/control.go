@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/control"
 	"github.com/goipsec/goipsec/internal/metrics"
 	"github.com/goipsec/goipsec/sad"
@@ -30,18 +33,69 @@ func (d *Daemon) startControl(ctx context.Context) error {
 		go srv.Serve(ctx)
 	}
 	if addr := d.cfg.Control.Metrics; addr != "" {
-		ms, err := metrics.Listen(addr, d, metrics.Options{})
+		var opts metrics.Options
+		if d.ike != nil {
+			opts.IKE = ikeMetrics{d}
+		}
+		ms, err := metrics.Listen(addr, d, opts)
 		if err != nil {
 			return fmt.Errorf("metrics on %s: %w", addr, err)
 		}
+		d.metricsAddr = ms.Addr()
 		d.log.Info("metrics", zap.Stringer("addr", ms.Addr()))
 		go ms.Serve(ctx)
 	}
 	return nil
 }
 
+// MetricsAddr returns the address the metrics endpoint listens on once
+// Start has run, or nil when none is configured.
+func (d *Daemon) MetricsAddr() net.Addr { return d.metricsAddr }
+
+// ikeMetrics reports the running IKE Manager's statistics to the metrics
+// endpoint; it reports nothing before Start and after Close.
+type ikeMetrics struct{ d *Daemon }
+
+func (s ikeMetrics) IKEStats() metrics.IKEStats {
+	m := s.d.ikeM.Load()
+	if m == nil {
+		return metrics.IKEStats{}
+	}
+	return ikeStats(m.Stats(), m.IKESAs())
+}
+
+// ikeStats maps the Manager's counters to the metrics' IKE statistics.
+// The Manager does not count handshakes started, so they are the ones
+// that completed or failed plus those under way; it does not keep failure
+// reasons ("other") and does not count rekeys or DPD failures yet.
+func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
+	out := metrics.IKEStats{
+		SAs:                 map[string]int{},
+		HandshakesCompleted: st.Established,
+		HandshakesFailed:    map[string]uint64{},
+		Rekeys:              map[string]uint64{},
+	}
+	var pending uint64
+	for _, sa := range sas {
+		state := strings.ToLower(sa.State)
+		out.SAs[state]++
+		switch sa.State {
+		case "ESTABLISHED", "DELETING", "DESTROYED":
+		default:
+			pending++
+		}
+	}
+	out.HandshakesStarted = st.Established + st.Failed + pending
+	if st.Failed > 0 {
+		out.HandshakesFailed["other"] = st.Failed
+	}
+	return out
+}
+
 // Status reports the daemon's state for `goipsec status`.
 func (d *Daemon) Status() control.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	in, out := d.SAD.Len()
 	st := control.Status{
 		Version:     Version,
@@ -64,6 +118,8 @@ func (d *Daemon) Status() control.Status {
 
 // ListSAs lists the SAs for `goipsec list-sas`.
 func (d *Daemon) ListSAs() []control.SA {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	now := time.Now()
 	var out []control.SA
 	for _, s := range d.SAD.List() {
@@ -78,6 +134,8 @@ func (d *Daemon) ListSAs() []control.SA {
 }
 
 func (d *Daemon) find(name string) ([]sad.ChildID, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	var ids []sad.ChildID
 	for id, n := range d.names {
 		if n.conn == name || n.child == name || n.conn+"."+n.child == name {
@@ -120,17 +178,28 @@ func (d *Daemon) Terminate(ctx context.Context, name string) error {
 	return nil
 }
 
-// Rekey would rekey a child with IKE.
+// Rekey rekeys the Child SAs of a connection or child negotiated with IKE.
 func (d *Daemon) Rekey(ctx context.Context, name string) error {
-	if _, err := d.find(name); err != nil {
-		if m := d.IKE(); m == nil || !m.Has(name) {
+	m := d.IKE()
+	if m == nil || !m.Has(name) {
+		if _, err := d.find(name); err != nil {
 			return err
 		}
+		return fmt.Errorf("%w: %s has static keys; rekeying needs IKE", control.ErrNotImplemented, name)
 	}
-	return fmt.Errorf("%w: rekeying is not built yet", control.ErrNotImplemented)
+	n, err := m.Rekey(name)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: no established Child SA to rekey (or a rekey is under way)", name)
+	}
+	d.log.Info("rekeying on request", zap.String("name", name), zap.Int("child_sas", n))
+	return nil
 }
 
-// Reload would apply a changed configuration.
+// Reload re-reads the configuration file the daemon was started from and
+// applies what changed (see ReloadFile).
 func (d *Daemon) Reload(ctx context.Context) error {
-	return fmt.Errorf("%w: reload is not built yet; restart the daemon", control.ErrNotImplemented)
+	return d.ReloadFile(ctx)
 }

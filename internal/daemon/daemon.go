@@ -6,8 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -16,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/goipsec/goipsec/esp"
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/dataplane"
 	"github.com/goipsec/goipsec/internal/udp"
@@ -44,6 +48,15 @@ type Daemon struct {
 	names   map[sad.ChildID]childName
 	ike     *ikeState // nil when no child is negotiated with IKE
 	started time.Time
+
+	// mu guards cfg, statics and names against a concurrent Reload
+	// (reload.go); cfgPath is the file Reload reads.
+	mu      sync.Mutex
+	cfgPath string
+	// ikeM is the running IKE Manager for the metrics (control.go).
+	ikeM        atomic.Pointer[ike.Manager]
+	metricsAddr net.Addr
+	closeOnce   sync.Once
 }
 
 // childName is where a child comes from in the configuration.
@@ -211,6 +224,9 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if err := d.startIKE(); err != nil {
 		return err
 	}
+	if m := d.IKE(); m != nil {
+		d.ikeM.Store(m)
+	}
 	go d.SAD.Run(ctx)
 	go d.logEvents(ctx)
 	d.log.Info("running", zap.Stringer("listen", d.conn.LocalAddr()), zap.String("tun", d.cfg.Tun.Mode))
@@ -233,6 +249,9 @@ func (d *Daemon) logEvents(ctx context.Context) {
 			return
 		case ev := <-d.SAD.Events():
 			d.log.Info("SA event", zap.Stringer("kind", ev.Kind), zap.Stringer("reason", ev.Reason), zap.Uint32("spi", ev.SPI), zap.Stringer("dir", ev.Dir))
+			if m := d.IKE(); m != nil {
+				m.SAEvent(ev) // lifetimes of negotiated SAs: rekey or delete
+			}
 		case acq := <-d.Engine.Acquires():
 			if m := d.IKE(); m != nil {
 				m.Acquire(acq.Child)
@@ -264,8 +283,15 @@ func (d *Daemon) listenAddr() netip.AddrPort {
 	return netip.AddrPortFrom(addr, port)
 }
 
-// Close tears down in reverse order what Run set up.
-func (d *Daemon) Close() {
+// Close tears down in reverse order what Run set up: it first deletes the
+// IKE SAs, telling the peers (bounded by ShutdownTimeout, see shutdown.go),
+// then closes the sockets and the cleartext side and removes the routes.
+// It is safe to call more than once.
+func (d *Daemon) Close() { d.closeOnce.Do(d.close) }
+
+func (d *Daemon) close() {
+	d.ikeM.Store(nil)
+	d.deleteIKESAs(ShutdownTimeout)
 	d.stopIKE()
 	if d.conn != nil {
 		d.conn.Close()

@@ -119,12 +119,27 @@ func newIKE(cfg *config.Config) (*ikeState, error) {
 	return &ikeState{cfg: ic}, nil
 }
 
+// strongSwan's default rekey times: 4 h for IKE SAs, 1 h for Child SAs.
+const (
+	ikeRekeyTime   = 4 * time.Hour
+	childRekeyTime = time.Hour
+)
+
+// rekeyTime is a configured rekey_time: unset (0) means strongSwan's
+// default, negative disables rekeying.
+func rekeyTime(d config.Duration, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return max(time.Duration(d), 0)
+}
+
 // ikeConnection converts one connection; nil if all its children are
 // manually keyed.
 func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	where := "connections." + name
 	out := &ike.Connection{Name: name, RemotePort: c.RemotePort, Encap: c.Encap, DPDDelay: time.Duration(c.DPDDelay),
-		RekeyTime: time.Duration(c.RekeyTime), LocalID: c.Local.ID, RemoteID: c.Remote.ID}
+		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), LocalID: c.Local.ID, RemoteID: c.Remote.ID}
 	if c.Local.Auth != "psk" || c.Remote.Auth != "psk" {
 		return nil, fmt.Errorf("%s: auth pubkey (certificates) is not built yet: use auth: psk", where)
 	}
@@ -162,7 +177,7 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 			continue
 		}
 		cw := where + ".children." + chName
-		oc := &ike.Child{Name: chName, Mode: sad.Tunnel, StartAction: ch.StartAction, RekeyTime: time.Duration(ch.RekeyTime)}
+		oc := &ike.Child{Name: chName, Mode: sad.Tunnel, StartAction: ch.StartAction, RekeyTime: rekeyTime(ch.RekeyTime, childRekeyTime)}
 		if ch.Mode == "transport" {
 			oc.Mode = sad.Transport
 		}
@@ -411,16 +426,44 @@ func (i *ikeInstaller) AllocateSPI(taken func(uint32) bool) (uint32, error) {
 	return i.e.AllocateSPI(taken)
 }
 
-func (i *ikeInstaller) Install(c *ike.ChildSA) error {
+func negotiated(c *ike.ChildSA) (*dataplane.NegotiatedChild, error) {
 	sels := spdSelectors(c.Local, c.Remote)
 	if len(sels) == 0 {
-		return fmt.Errorf("selectors %v === %v give no policy", c.Local, c.Remote)
+		return nil, fmt.Errorf("selectors %v === %v give no policy", c.Local, c.Remote)
 	}
 	nc := &dataplane.NegotiatedChild{ID: c.ID, Mode: c.Mode, Selectors: sels, Peer: c.Peer, In: &c.In, Out: &c.Out}
 	if c.Mode == sad.Transport {
 		nc.InnerLocal, nc.InnerRemote = c.Local[0].Start, c.Remote[0].Start
 	}
+	return nc, nil
+}
+
+func (i *ikeInstaller) Install(c *ike.ChildSA) error {
+	nc, err := negotiated(c)
+	if err != nil {
+		return err
+	}
 	return i.e.InstallNegotiated(nc)
+}
+
+func (i *ikeInstaller) InstallInbound(c *ike.ChildSA) error {
+	nc, err := negotiated(c)
+	if err != nil {
+		return err
+	}
+	return i.e.InstallNegotiatedInbound(nc)
+}
+
+func (i *ikeInstaller) SwitchOutbound(c *ike.ChildSA) error {
+	nc, err := negotiated(c)
+	if err != nil {
+		return err
+	}
+	return i.e.SwitchNegotiatedOutbound(nc)
+}
+
+func (i *ikeInstaller) RemoveInbound(id sad.ChildID, spi uint32) {
+	i.e.RemoveNegotiatedInbound(id, spi)
 }
 
 func (i *ikeInstaller) Remove(id sad.ChildID) { i.e.RemoveNegotiated(id) }

@@ -39,6 +39,10 @@ type swCase struct {
 	// wantGoLog and wantSWL are what goipsec and charon log in the
 	// negative cases (charon abbreviates notifications).
 	wantGoLog, wantSWL string
+	// swIKERekey and swChildRekey are charon's rekey times (0: its
+	// defaults); goChildRekey and goIKERekey goipsec's ("" unset).
+	swIKERekey, swChildRekey time.Duration
+	goChildRekey, goIKERekey string
 }
 
 const swPSK = "interop secret"
@@ -89,11 +93,11 @@ func startSWPair(t *testing.T, tc swCase) *swPair {
         remote_ts: [%s/32]
         esp_proposals: [%s]
         start_action: %s
-secrets:
+%ssecrets:
   s: {id: [left.example, right.example], secret: %q}
 tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
-`, goAddr, goSeesSW, tc.ikeGo, p.goInner, p.swInner, tc.espGo, start, swPSK, p.goInner)
+`, goAddr, goSeesSW, tc.ikeGo, p.goInner, p.swInner, tc.espGo, start, rekeyYAML(tc), swPSK, p.goInner)
 	cfg, err := config.Parse("left", []byte(y))
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +123,10 @@ control: {socket: "-"}
 	p.sw.Load(t, &interop.SwanctlConfig{
 		PSKs: []interop.PSK{{IDs: []string{"left.example", "right.example"}, Secret: psk}},
 		Connections: []interop.Connection{{Name: "ike", Version: 2, LocalAddrs: []string{swAddr.String()}, RemoteAddrs: []string{remote},
-			Proposals: []string{tc.ikeSW}, KeyingTries: 1,
+			Proposals: []string{tc.ikeSW}, KeyingTries: 1, RekeyTime: tc.swIKERekey, OverTime: tc.swIKERekey / 2, RandTime: tc.swIKERekey / 10,
 			Local: interop.Auth{Auth: "psk", ID: "right.example"}, Remote: interop.Auth{Auth: "psk", ID: "left.example"},
 			Children: []interop.Child{{Name: "net", LocalTS: []string{p.swInner.String() + "/32"}, RemoteTS: []string{p.goInner.String() + "/32"},
-				ESPProposals: []string{tc.espSW}, Mode: "tunnel"}}}}})
+				ESPProposals: []string{tc.espSW}, Mode: "tunnel", RekeyTime: tc.swChildRekey, LifeTime: 2 * tc.swChildRekey, RandTime: tc.swChildRekey / 10}}}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	// The daemon's sockets are made in its host's namespace; its
@@ -282,6 +286,90 @@ func TestIKEStrongSwanNegative(t *testing.T) {
 			if in, out := p.d.SAD.Len(); in+out != 0 {
 				t.Errorf("goipsec keeps %d SAs", in+out)
 			}
+		})
+	}
+}
+
+// rekeyYAML is the goipsec child's rekey_time line (the connection's goes
+// in through the child's indentation being YAML too: see startSWPair).
+func rekeyYAML(tc swCase) string {
+	if tc.goChildRekey == "" {
+		return ""
+	}
+	return "        rekey_time: " + tc.goChildRekey + "\n"
+}
+
+// TestIKEStrongSwanRekey runs an echoed TCP transfer through the tunnel
+// while Child SAs and IKE SAs are rekeyed every few seconds, by charon or
+// by goipsec, and checks that the transfer completes without a stall.
+func TestIKEStrongSwanRekey(t *testing.T) {
+	gcm := "aes128gcm16-prfsha256-x25519"
+	for _, tc := range []swCase{
+		{name: "strongswan-rekeys-pfs", ikeGo: gcm, espGo: "aes128gcm16-x25519", swChildRekey: 3 * time.Second, swIKERekey: 7 * time.Second},
+		{name: "strongswan-rekeys-nopfs-goipsec-initiated", ikeGo: gcm, espGo: "aes128gcm16", goInitiates: true, swChildRekey: 3 * time.Second, swIKERekey: 7 * time.Second},
+		{name: "goipsec-rekeys-pfs", ikeGo: gcm, espGo: "aes128gcm16-x25519", goChildRekey: "3s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.ikeSW, tc.espSW = tc.ikeGo, tc.espGo
+			p := startSWPair(t, tc)
+			waitChild(t, p.d, true)
+			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
+			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				if c, err := ln.Accept(); err == nil {
+					io.Copy(c, c)
+					c.Close()
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
+			if err != nil {
+				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
+			}
+			defer c.Close()
+			chunk := bytes.Repeat([]byte("rekey while traffic flows "), 400)
+			got := make([]byte, len(chunk))
+			end := time.Now().Add(12 * time.Second)
+			n := 0
+			for time.Now().Before(end) {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write(chunk); err != nil {
+					t.Fatalf("write after %d chunks: %v\n%s", n, err, p.sw.LogSummary(80))
+				}
+				if _, err := io.ReadFull(c, got); err != nil || !bytes.Equal(got, chunk) {
+					t.Fatalf("echo stalled after %d chunks: %v\n%s", n, err, p.sw.LogSummary(80))
+				}
+				n++
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !p.goLogged("CHILD_SA rekeyed") {
+				t.Errorf("no Child SA rekey happened\n%s", p.sw.LogSummary(2000))
+			}
+			if tc.swIKERekey != 0 && !p.goLogged("IKE SA rekeyed") {
+				t.Errorf("no IKE SA rekey happened\n%s", p.sw.LogSummary(80))
+			}
+			// charon lists rekeyed Child SAs a while longer; one is in use.
+			sas := p.sw.MustListSAs(t)
+			installed := 0
+			for _, s := range sas {
+				for _, ch := range s.Children {
+					if ch.State == "INSTALLED" {
+						installed++
+					}
+				}
+			}
+			if len(sas) != 1 || installed != 1 {
+				t.Errorf("charon's SAs after the rekeys: %+v", sas)
+			}
+			if g := p.d.IKE().IKESAs(); len(g) != 1 || len(g[0].Children) != 1 {
+				t.Errorf("goipsec's SAs after the rekeys: %+v", g)
+			}
+			t.Logf("%d chunks echoed", n)
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/control"
+	"github.com/goipsec/goipsec/sad"
 )
 
 // ikeTestPeer is one end's configuration in these tests.
@@ -32,6 +34,8 @@ type ikeTestPeer struct {
 	tunAddr, peerTun string
 	start            string
 	psk              string
+	ikeRekey         string // rekey_time of the IKE SA, "" unset
+	childRekey       string // rekey_time of the Child SA, "" unset
 }
 
 func (p ikeTestPeer) yaml() string {
@@ -41,9 +45,15 @@ func (p ikeTestPeer) yaml() string {
 		fmt.Fprintf(&b, "    local_port: %d\n    remote_port: %d\n", p.port, p.remotePort)
 	}
 	fmt.Fprintf(&b, "    proposals: [%s]\n    dpd_delay: 5s\n", p.ike)
+	if p.ikeRekey != "" {
+		fmt.Fprintf(&b, "    rekey_time: %s\n", p.ikeRekey)
+	}
 	fmt.Fprintf(&b, "    local:  {auth: psk, id: %s}\n    remote: {auth: psk, id: %s}\n", p.id, p.peerID)
 	fmt.Fprintf(&b, "    children:\n      net:\n        mode: tunnel\n        local_ts: [%s/32]\n        remote_ts: [%s/32]\n", p.tunAddr, p.peerTun)
 	fmt.Fprintf(&b, "        esp_proposals: [%s]\n        start_action: %s\n", p.esp, p.start)
+	if p.childRekey != "" {
+		fmt.Fprintf(&b, "        rekey_time: %s\n", p.childRekey)
+	}
 	fmt.Fprintf(&b, "secrets:\n  link: {id: [a.example.org, b.example.org], secret: %q}\n", p.psk)
 	fmt.Fprintf(&b, "tun:\n  mode: netstack\n  addresses: [%s/24]\ncontrol:\n  socket: \"-\"\n", p.tunAddr)
 	return b.String()
@@ -234,12 +244,37 @@ func TestIKEDaemonControl(t *testing.T) {
 	if err := p.a.Initiate(ctx, "nope"); !errors.Is(err, control.ErrNotFound) {
 		t.Errorf("initiate unknown: %v", err)
 	}
-	if err := p.a.Rekey(ctx, "link"); !errors.Is(err, control.ErrNotImplemented) {
-		t.Errorf("rekey: %v", err)
-	}
 	if st := p.a.Status(); st.Children != 1 || st.SAsIn != 1 || st.SAsOut != 1 {
 		t.Errorf("status %+v", st)
 	}
+	oldA, oldB := outSPI(p.a), outSPI(p.b)
+	if err := p.a.Rekey(ctx, "link"); err != nil {
+		t.Fatalf("rekey: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for outSPI(p.a) == oldA || outSPI(p.b) == oldB {
+		if time.Now().After(deadline) {
+			t.Fatalf("outbound SPIs %08x, %08x did not change after the rekey", outSPI(p.a), outSPI(p.b))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	exchange(t, p, 64<<10)
+	if err := p.a.Rekey(ctx, "nope"); !errors.Is(err, control.ErrNotFound) {
+		t.Errorf("rekey unknown: %v", err)
+	}
+}
+
+// outSPI returns the SPI of d's (first) outbound SA.
+func outSPI(d *Daemon) uint32 {
+	var spi uint32
+	d.SAD.Range(func(sa *sad.SA) bool {
+		if sa.Dir() == sad.Outbound {
+			spi = sa.SPI()
+			return false
+		}
+		return true
+	})
+	return spi
 }
 
 func TestIKEDaemonWrongPSK(t *testing.T) {
@@ -316,6 +351,93 @@ func TestIKEDaemonPort500(t *testing.T) {
 	for _, s := range p.a.SAD.List() {
 		if s.Peer != netip.MustParseAddrPort("127.0.0.2:4500") {
 			t.Errorf("ESP to %v, want 127.0.0.2:4500", s.Peer)
+		}
+	}
+}
+
+// TestIKEDaemonRekeyStream sends a continuous sequence-numbered UDP stream
+// through two daemons whose Child SAs (every 2 s) and IKE SAs (every 5 s)
+// are rekeyed by both ends, and forced to rekey at the same moment every
+// 2 s: nothing may be lost or duplicated.
+func TestIKEDaemonRekeyStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for 15 s")
+	}
+	pa, pb := freeUDPPort(t), freeUDPPort(t)
+	a := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pa, remotePort: pb, ike: "aes128gcm16-prfsha256-x25519", esp: "aes128gcm16-x25519",
+		id: "a.example.org", peerID: "b.example.org", tunAddr: "10.98.0.1", peerTun: "10.98.0.2", start: "start", psk: "k",
+		ikeRekey: "5s", childRekey: "2s"}
+	b := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pb, remotePort: pa, ike: a.ike, esp: a.esp,
+		id: "b.example.org", peerID: "a.example.org", tunAddr: "10.98.0.2", peerTun: "10.98.0.1", start: "none", psk: "k",
+		ikeRekey: "5s", childRekey: "2s"}
+	p := startDaemons(t, a, b)
+	waitChild(t, p.a, true)
+	waitChild(t, p.b, true)
+	ln, err := p.b.Net.ListenUDPAddrPort(netip.MustParseAddrPort("10.98.0.2:7000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := p.a.Net.DialUDPAddrPort(netip.AddrPort{}, netip.MustParseAddrPort("10.98.0.2:7000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 6000 // 2 ms apart: 12 s
+	got := make(chan []uint32, 1)
+	go func() {
+		var seq []uint32
+		buf := make([]byte, 64)
+		for {
+			ln.SetReadDeadline(time.Now().Add(3 * time.Second))
+			k, err := ln.Read(buf)
+			if err != nil || k != 4 {
+				got <- seq
+				return
+			}
+			seq = append(seq, binary.BigEndian.Uint32(buf))
+		}
+	}()
+	spis := map[uint32]bool{}
+	for i := range uint32(n) {
+		if _, err := c.Write(binary.BigEndian.AppendUint32(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+		spis[outSPI(p.a)] = true
+		if i%1000 == 500 {
+			// Both ends at the same moment: a collision (RFC 7296
+			// section 2.8.1) while the stream flows.
+			go p.a.IKE().Rekey("link")
+			go p.b.IKE().Rekey("link")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	seq := <-got
+	missing, dup := 0, 0
+	seen := make([]bool, n)
+	for _, s := range seq {
+		if s >= n || seen[s] {
+			dup++
+			continue
+		}
+		seen[s] = true
+	}
+	for _, ok := range seen {
+		if !ok {
+			missing++
+		}
+	}
+	if missing != 0 || dup != 0 {
+		t.Errorf("%d of %d packets lost, %d duplicated", missing, n, dup)
+	}
+	if len(spis) < 4 {
+		t.Errorf("only %d outbound SAs used: the Child SAs were not rekeyed often enough", len(spis))
+	}
+	t.Logf("%d packets through %d outbound SAs", len(seq), len(spis))
+	for _, d := range []*Daemon{p.a, p.b} {
+		sas := d.IKE().IKESAs()
+		if len(sas) != 1 || len(sas[0].Children) != 1 {
+			t.Errorf("IKE SAs %+v, want one with one child", sas)
 		}
 	}
 }

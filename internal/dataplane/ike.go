@@ -180,3 +180,51 @@ func (e *Engine) UpdatePeer(id sad.ChildID, ap netip.AddrPort) {
 		return true
 	})
 }
+
+// InstallNegotiatedInbound adds an inbound SA to a negotiated child whose
+// other SAs are installed: the responder of a rekey accepts traffic on the
+// new SA before the peer switches to it (make-before-break). c.Out is not
+// used.
+func (e *Engine) InstallNegotiatedInbound(c *NegotiatedChild) error {
+	if c.ID == 0 {
+		return errors.New("inbound SA without a child ID")
+	}
+	in, err := esp.NewSA(c.In)
+	if err != nil {
+		return fmt.Errorf("child %d inbound SA: %w", c.ID, err)
+	}
+	if _, err := e.sad.Add(sad.Config{Proto: sad.ESP, Dir: sad.Inbound, Mode: c.Mode, Engine: in, Child: c.ID,
+		Endpoint: sad.NewEndpoint(c.Peer), Selector: anySelector(c.Selectors), Lifetime: c.Lifetime}); err != nil {
+		in.Zero()
+		return fmt.Errorf("child %d inbound SA: %w", c.ID, err)
+	}
+	return nil
+}
+
+// SwitchNegotiatedOutbound replaces a negotiated child's outbound SA with
+// c.Out, atomically for the packets being sent. c.In is not used.
+func (e *Engine) SwitchNegotiatedOutbound(c *NegotiatedChild) error {
+	if c.ID == 0 {
+		return errors.New("outbound SA without a child ID")
+	}
+	out, err := esp.NewSA(c.Out)
+	if err != nil {
+		return fmt.Errorf("child %d outbound SA: %w", c.ID, err)
+	}
+	if _, _, err := e.sad.Replace(sad.Config{Proto: sad.ESP, Dir: sad.Outbound, Mode: c.Mode, Engine: out, Child: c.ID,
+		Endpoint: sad.NewEndpoint(c.Peer), Lifetime: c.Lifetime}); err != nil {
+		out.Zero()
+		return fmt.Errorf("child %d outbound SA: %w", c.ID, err)
+	}
+	return nil
+}
+
+// RemoveNegotiatedInbound deletes one inbound SA of a negotiated child (one
+// a rekey replaced), if it still belongs to that child.
+func (e *Engine) RemoveNegotiatedInbound(id sad.ChildID, spi uint32) bool {
+	sa := e.sad.Inbound(sad.ESP, spi)
+	if sa == nil || sa.Child() != id {
+		return false
+	}
+	return e.sad.Delete(sa)
+}

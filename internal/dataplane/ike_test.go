@@ -98,3 +98,62 @@ func TestTrapAcquire(t *testing.T) {
 		t.Errorf("after re-trapping: %d SAs, %d policies", in+out, e.spd.Len())
 	}
 }
+
+// TestNegotiatedRekey walks a Child SA rekey the way IKE does it: b (the
+// responder) adds its new inbound SA, a (the initiator) installs the new
+// pair and switches, b switches after the DELETE, and the old inbound SAs
+// go last. Every packet on the way gets through.
+func TestNegotiatedRekey(t *testing.T) {
+	a, b := negotiatedPair(t)
+	la, lb := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1")
+	sel := func(local, remote netip.Addr) []spd.Selector {
+		return []spd.Selector{{Local: []spd.AddrRange{spd.HostRange(local)}, Remote: []spd.AddrRange{spd.HostRange(remote)}}}
+	}
+	send := func(from, to *Engine, src, dst netip.Addr, peer netip.AddrPort, wantSPI uint32) {
+		t.Helper()
+		bufs, sizes := tunBatch(udpPacket(t, src, dst, []byte("across the rekey")))
+		out := from.Encrypt(bufs, sizes, Headroom, nil)
+		if len(out) != 1 {
+			t.Fatalf("encrypted %d datagrams", len(out))
+		}
+		if got := from.sad.Outbound(7).SPI(); got != wantSPI {
+			t.Fatalf("sent on %08x, want %08x", got, wantSPI)
+		}
+		if got := to.Decrypt(carry(out, peer), nil, TunOffset); len(got) != 1 {
+			t.Fatalf("decrypted %d packets on %08x", len(got), wantSPI)
+		}
+	}
+	// b accepts the new SA a will send on (0xc0003003), still sends on the old.
+	if err := b.InstallNegotiatedInbound(&NegotiatedChild{ID: 7, Mode: sad.Tunnel, Selectors: sel(lb, la), Peer: addrA,
+		In: espCfg(0xc0003003, 3, false)}); err != nil {
+		t.Fatal(err)
+	}
+	send(b, a, lb, la, addrB, 0xc0001001)
+	// a installs the new pair: in 0xc0004004, out 0xc0003003.
+	if err := a.InstallNegotiated(&NegotiatedChild{ID: 7, Mode: sad.Tunnel, Selectors: sel(la, lb), Peer: addrB,
+		In: espCfg(0xc0004004, 4, false), Out: espCfg(0xc0003003, 3, false)}); err != nil {
+		t.Fatal(err)
+	}
+	send(a, b, la, lb, addrA, 0xc0003003)
+	send(b, a, lb, la, addrB, 0xc0001001) // old inbound SA of a still there
+	// b switches on the DELETE.
+	if err := b.SwitchNegotiatedOutbound(&NegotiatedChild{ID: 7, Mode: sad.Tunnel, Selectors: sel(lb, la), Peer: addrA,
+		Out: espCfg(0xc0004004, 4, false)}); err != nil {
+		t.Fatal(err)
+	}
+	send(b, a, lb, la, addrB, 0xc0004004)
+	// The old inbound SAs go after the grace period; only the child's own.
+	if a.RemoveNegotiatedInbound(8, 0xc0001001) {
+		t.Error("removed another child's SA")
+	}
+	if !a.RemoveNegotiatedInbound(7, 0xc0001001) || !b.RemoveNegotiatedInbound(7, 0xc0002002) {
+		t.Fatal("old inbound SAs not removed")
+	}
+	for _, e := range []*Engine{a, b} {
+		if in, out := e.sad.Len(); in != 1 || out != 1 {
+			t.Errorf("%d inbound, %d outbound SAs left, want 1 each", in, out)
+		}
+	}
+	send(a, b, la, lb, addrA, 0xc0003003)
+	send(b, a, lb, la, addrB, 0xc0004004)
+}
