@@ -166,19 +166,39 @@ func (e *Engine) raiseAcquire(child sad.ChildID, f *packet.Flow) {
 // datagrams for the peer; everything else is counted and dropped (there is
 // no clear path: the UDP socket is the only way out). It returns the
 // extended out.
+//
+// Consecutive packets of one flow (a TCP super-packet cut up by the TUN,
+// say) share one SPD lookup and one SAD lookup; the batch's counters are
+// added once at the end.
 func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram) []Datagram {
 	snap := e.spd.Snapshot()
-	var f packet.Flow
+	var (
+		f, prev    packet.Flow
+		d          spd.Decision
+		sa         *sad.SA
+		haveLookup bool
+		bytes      uint64
+	)
 	for i, size := range sizes {
 		buf := bufs[i]
+		bytes += uint64(size)
+		if offset+size > len(buf) || size < 0 {
+			e.Stats.BadPacket.Add(1)
+			continue
+		}
 		pkt := buf[offset : offset+size]
-		e.Stats.TunPackets.Add(1)
-		e.Stats.TunBytes.Add(uint64(size))
 		if err := packet.ParseFlow(pkt, &f); err != nil {
 			e.Stats.BadPacket.Add(1)
 			continue
 		}
-		d := snap.Lookup(spd.Outbound, &f)
+		if !haveLookup || f != prev {
+			d = snap.Lookup(spd.Outbound, &f)
+			sa = nil
+			if d.Action == spd.Protect {
+				sa = e.sad.Outbound(sad.ChildID(d.Ref))
+			}
+			prev, haveLookup = f, true
+		}
 		switch d.Action {
 		case spd.Protect:
 		case spd.Bypass:
@@ -188,11 +208,9 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 			e.Stats.Discarded.Add(1)
 			continue
 		}
-		child := sad.ChildID(d.Ref)
-		sa := e.sad.Outbound(child)
 		if sa == nil {
 			e.Stats.NoSA.Add(1)
-			e.raiseAcquire(child, &f)
+			e.raiseAcquire(sad.ChildID(d.Ref), &f)
 			continue
 		}
 		engine := sa.ESP()
@@ -221,8 +239,10 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 			}
 			continue
 		}
-		out = append(out, Datagram{Buf: buf, Off: start, End: end, Addr: sa.Peer()})
+		out = append(out, Datagram{Buf: buf[:cap(buf)], Off: start, End: end, Addr: sa.Peer()})
 	}
+	e.Stats.TunPackets.Add(uint64(len(sizes)))
+	e.Stats.TunBytes.Add(bytes)
 	return out
 }
 
@@ -232,11 +252,16 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 // (offset must be at most Headroom-40); IKE messages go to the IKE handler.
 func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 	var f packet.Flow
+	var bytes, delivered uint64
+	defer func() {
+		e.Stats.RecvPackets.Add(uint64(len(in)))
+		e.Stats.RecvBytes.Add(bytes)
+		e.Stats.Delivered.Add(delivered)
+	}()
 	for i := range in {
 		d := &in[i]
 		p := d.Payload()
-		e.Stats.RecvPackets.Add(1)
-		e.Stats.RecvBytes.Add(uint64(len(p)))
+		bytes += uint64(len(p))
 		switch udp.Classify(p) {
 		case udp.KindESP:
 		case udp.KindKeepalive:
@@ -308,7 +333,7 @@ func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 			continue
 		}
 		tunBufs = append(tunBufs, full[start-offset:end])
-		e.Stats.Delivered.Add(1)
+		delivered++
 	}
 	return tunBufs
 }

@@ -21,6 +21,20 @@ type capture struct {
 	p    *proc
 }
 
+// segmentOnWire makes the kernel cut UDP GSO super-packets into their
+// datagrams when they leave through the veth pair of link l. goipsec sends
+// runs of ESP datagrams to a peer as one segmented send, which a veth
+// passes on whole to the peer's socket (and its GRO): a capture on the
+// veth would show one frame of up to 64 KB per run, which tshark cannot
+// take apart into its ESP packets. With at most one segment per packet on
+// both devices, the datagrams are cut out before the capture point, as a
+// NIC without UDP segmentation offload would send them.
+func segmentOnWire(t *testing.T, l *link) {
+	t.Helper()
+	l.a.ip(t, "link", "set", l.devA, "gso_max_segs", "1")
+	l.b.ip(t, "link", "set", l.devB, "gso_max_segs", "1")
+}
+
 // startCapture captures on dev inside ns until count packets (0: until
 // stopped); it returns once dumpcap is capturing.
 func startCapture(t *testing.T, ns *netns, dev string, count int) *capture {

@@ -127,6 +127,7 @@ func TestLink(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := newLink(t, c, linkOptions{})
+			segmentOnWire(t, l) // so that tshark sees each ESP packet
 			capt := startCapture(t, l.a, l.devA, capturePackets)
 			// Four pings: dumpcap may start its loop a moment after it
 			// says so, so the first request can precede the capture.

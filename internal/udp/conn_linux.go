@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -26,13 +27,38 @@ type sysConn struct {
 	rc     syscall.RawConn
 	family int // AF_INET or AF_INET6
 	rd, wr mmsgState
+
+	// gso is whether WriteBatch coalesces datagrams with UDP_SEGMENT: set
+	// when the kernel knows the option, cleared for good when a send says
+	// the route cannot segment (EIO: no checksum offload). gsoMax is the
+	// largest segment known to go out as one GSO send; a send refused as
+	// too big for the path lowers it.
+	gso    atomic.Bool
+	gsoMax atomic.Int32
+	// gro is whether UDP_GRO is on (EnableGRO).
+	gro atomic.Bool
 }
+
+// UDP segmentation limits (Linux).
+const (
+	// gsoMaxSegments is the most datagrams one UDP_SEGMENT send carries
+	// (the kernel's UDP_MAX_SEGMENTS was 64 before Linux 6.9).
+	gsoMaxSegments = 64
+	// gsoMaxPayload is the most payload one UDP_SEGMENT send carries: the
+	// IPv4 total length less the IP and UDP headers.
+	gsoMaxPayload = 0xffff - 20 - 8
+	// cmsgSpace is the room for one UDP_SEGMENT (uint16) or UDP_GRO (int)
+	// control message.
+	cmsgSpace = 24
+)
 
 type mmsgState struct {
 	mu    sync.Mutex
 	hdrs  []unix.Mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for either family
+	ctrl  []byte                  // cmsgSpace per header
+	segs  []int                   // write: datagrams in each header
 	fn    func(fd uintptr) bool
 
 	// The current call: messages in, result out.
@@ -45,19 +71,29 @@ type mmsgState struct {
 	zoneName string
 }
 
-func (s *mmsgState) init(n int, op uintptr) {
+// init sets up n headers with iovs iovecs between them.
+func (s *mmsgState) init(n, iovs int, op uintptr) {
 	s.hdrs = make([]unix.Mmsghdr, n)
-	s.iovs = make([]unix.Iovec, n)
+	s.iovs = make([]unix.Iovec, max(n, iovs))
 	s.names = make([]unix.RawSockaddrInet6, n)
+	s.ctrl = make([]byte, n*cmsgSpace)
+	s.segs = make([]int, n)
 	for i := range s.hdrs {
 		h := &s.hdrs[i].Hdr
 		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		h.Iov = &s.iovs[i]
 		h.SetIovlen(1)
 	}
+	// The socket is non-blocking (Go's netpoller waits for it), so the
+	// calls return at once, with EAGAIN if there is nothing to do: they
+	// are made as raw system calls, which keep the goroutine's P. A plain
+	// Syscall lets the scheduler's monitor hand the P to another thread
+	// whenever the kernel takes long (a GSO send carries 64 datagrams
+	// through the whole stack), and the thread switches that follow cost
+	// more than the call.
 	s.fn = func(fd uintptr) bool {
 		for {
-			r, _, e := unix.Syscall6(op, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.cnt), 0, 0, 0)
+			r, _, e := unix.RawSyscall6(op, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(s.cnt), 0, 0, 0)
 			switch e {
 			case unix.EINTR:
 				continue
@@ -109,10 +145,52 @@ func (c *Conn) init(o *Options) error {
 	if err != nil {
 		return err
 	}
-	c.sys.rd.init(c.batch, unix.SYS_RECVMMSG)
-	c.sys.wr.init(c.batch, unix.SYS_SENDMMSG)
+	c.sys.rd.init(c.batch, c.batch, unix.SYS_RECVMMSG)
+	iovs := c.batch
+	if !o.DisableGSO && gsoSupported(rc) {
+		c.sys.gso.Store(true)
+		c.sys.gsoMax.Store(gsoMaxPayload)
+		iovs = min(c.batch*gsoMaxSegments, maxWriteIovecs)
+	}
+	c.sys.wr.init(c.batch, iovs, unix.SYS_SENDMMSG)
 	return nil
 }
+
+// maxWriteIovecs bounds the iovecs of one WriteBatch system call with GSO
+// (the datagrams it moves).
+const maxWriteIovecs = 4096
+
+// gsoSupported reports whether the kernel knows UDP_SEGMENT (Linux 4.18).
+// Whether the route's device can segment is only known at the first send.
+func gsoSupported(rc syscall.RawConn) bool {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		_, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); cerr != nil {
+		return false
+	}
+	return err == nil
+}
+
+// EnableGRO asks the kernel to coalesce received datagrams (UDP_GRO,
+// Linux 5.0): a Message from ReadBatch may then hold several datagrams of
+// one flow, of Segment bytes each (the last may be shorter), so receive
+// buffers must hold 65535 bytes. It reports whether the kernel agreed; if
+// not, ReadBatch goes on returning one datagram per Message.
+func (c *Conn) EnableGRO() bool {
+	var err error
+	if cerr := c.sys.rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO, 1)
+	}); cerr != nil || err != nil {
+		return false
+	}
+	c.sys.gro.Store(true)
+	return true
+}
+
+// Offloads reports whether sends are segmented by the kernel (UDP GSO) and
+// receives coalesced (UDP GRO).
+func (c *Conn) Offloads() (gso, gro bool) { return c.sys.gso.Load(), c.sys.gro.Load() }
 
 // BufferSizes returns the socket's receive and send buffer sizes as the
 // kernel reports them (Linux doubles what was asked for), 0 if unknown.
@@ -126,8 +204,9 @@ func (c *Conn) BufferSizes() (recv, send int) {
 
 // ReadBatch receives up to min(len(msgs), BatchSize()) datagrams, blocking
 // until at least one arrives. Datagram i is written to msgs[i].Buf[Off:]
-// (truncated if longer), msgs[i].End and msgs[i].Addr are set; it returns
-// how many messages were filled.
+// (truncated if longer), msgs[i].End, Segment and Addr are set; it returns
+// how many messages were filled. Segment is 0 unless EnableGRO is on and the
+// kernel coalesced several datagrams into the message.
 func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	s := &c.sys.rd
 	s.mu.Lock()
@@ -136,14 +215,20 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 	if k == 0 {
 		return 0, nil
 	}
+	gro := c.sys.gro.Load()
 	for i := range k {
 		m := &msgs[i]
 		if m.Off < 0 || m.Off > len(m.Buf) {
 			return 0, errBadMessage
 		}
 		setIov(&s.iovs[i], m.Buf[m.Off:])
-		s.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-		s.hdrs[i].Hdr.Flags = 0
+		h := &s.hdrs[i].Hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.Flags = 0
+		if gro {
+			h.Control = &s.ctrl[i*cmsgSpace]
+			h.SetControllen(cmsgSpace)
+		}
 		s.hdrs[i].Len = 0
 	}
 	s.cnt = k
@@ -158,47 +243,99 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		m := &msgs[i]
 		m.End = m.Off + min(int(s.hdrs[i].Len), len(m.Buf)-m.Off)
 		m.Addr = s.addrAt(i)
+		m.Segment = 0
+		if gro {
+			m.Segment = s.groSize(i)
+		}
 	}
 	return n, nil
 }
 
+// groSize returns the segment size of the i-th received message's UDP_GRO
+// control message, 0 if it has none (a single datagram).
+func (s *mmsgState) groSize(i int) int {
+	h := &s.hdrs[i].Hdr
+	n := int(h.Controllen)
+	if n < unix.SizeofCmsghdr || n > cmsgSpace {
+		return 0
+	}
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&s.ctrl[i*cmsgSpace]))
+	if cm.Level != unix.IPPROTO_UDP || cm.Type != unix.UDP_GRO || int(cm.Len) < unix.CmsgLen(4) {
+		return 0
+	}
+	// The kernel writes the size as a native int.
+	return int(*(*int32)(unsafe.Pointer(&s.ctrl[i*cmsgSpace+unix.CmsgLen(0)])))
+}
+
 // WriteBatch sends msgs[i].Buf[Off:End] to msgs[i].Addr, in order, up to
-// BatchSize() datagrams per system call. A datagram that cannot be sent (bad
-// address, unreachable, too big) is dropped and the rest still go; it
-// returns how many were sent and the first error.
+// BatchSize() system-call messages per system call. A datagram that cannot
+// be sent (bad address, unreachable, too big) is dropped and the rest still
+// go; it returns how many were sent and the first error.
+//
+// With UDP GSO (Offloads), consecutive datagrams to the same address and
+// of the same length (the last of a run may be shorter) go out as one
+// segmented send: one iovec per datagram, so nothing is copied, and the
+// kernel cuts the run at the datagram boundaries. A run the kernel refuses
+// is sent again datagram by datagram: EIO (the device cannot segment)
+// turns GSO off for the socket, EMSGSIZE or EINVAL (a segment bigger than
+// the path allows) keeps larger runs from being coalesced again.
 func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 	s := &c.sys.wr
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sent := 0
 	var first error
+	plain := 0 // msgs before this index are sent one per header (a GSO run failed)
 	for i := 0; i < len(msgs); {
-		k := 0
+		h, v := 0, 0 // headers and iovecs filled
 		var bad error
-		for k < len(s.hdrs) && i+k < len(msgs) {
-			m := &msgs[i+k]
+		gso := c.sys.gso.Load()
+		gsoMax := int(c.sys.gsoMax.Load())
+		for j := i; h < len(s.hdrs) && j < len(msgs) && v < len(s.iovs); {
+			m := &msgs[j]
 			if m.Off < 0 || m.End < m.Off || m.End > len(m.Buf) {
 				bad = errBadMessage
 				break
 			}
-			nl, err := c.sys.putName(s, k, m.Addr)
+			nl, err := c.sys.putName(s, h, m.Addr)
 			if err != nil {
 				bad = err
 				break
 			}
-			setIov(&s.iovs[k], m.Buf[m.Off:m.End])
-			s.hdrs[k].Hdr.Namelen = nl
-			s.hdrs[k].Len = 0
-			k++
+			k := 1
+			if seg := m.End - m.Off; gso && j >= plain && seg > 0 && seg <= gsoMax {
+				k = gsoRun(msgs[j:], seg, min(gsoMaxSegments, len(s.iovs)-v))
+			}
+			for x := range k {
+				d := &msgs[j+x]
+				setIov(&s.iovs[v+x], d.Buf[d.Off:d.End])
+			}
+			hd := &s.hdrs[h]
+			hd.Hdr.Namelen = nl
+			hd.Hdr.Iov = &s.iovs[v]
+			hd.Hdr.SetIovlen(k)
+			if k > 1 {
+				putSegment(s.ctrl[h*cmsgSpace:(h+1)*cmsgSpace], m.End-m.Off)
+				hd.Hdr.Control = &s.ctrl[h*cmsgSpace]
+				hd.Hdr.SetControllen(unix.CmsgSpace(2))
+			} else {
+				hd.Hdr.Control = nil
+				hd.Hdr.SetControllen(0)
+			}
+			hd.Len = 0
+			s.segs[h] = k
+			h++
+			v += k
+			j += k
 		}
-		if k == 0 {
+		if h == 0 {
 			if first == nil {
 				first = bad
 			}
 			i++
 			continue
 		}
-		s.cnt = k
+		s.cnt = h
 		if err := c.sys.rc.Write(s.fn); err != nil {
 			if first == nil {
 				first = err
@@ -206,17 +343,72 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 			return sent, first
 		}
 		if s.errno != 0 || s.n <= 0 {
-			// msgs[i] failed: drop it and go on with the rest.
+			// The header starting at msgs[i] failed.
+			if k := s.segs[0]; k > 1 {
+				// A GSO run: learn from the refusal and send its
+				// datagrams one by one.
+				switch s.errno {
+				case unix.EIO:
+					c.sys.gso.Store(false)
+				case unix.EMSGSIZE, unix.EINVAL:
+					lowerTo(&c.sys.gsoMax, int32(msgs[i].End-msgs[i].Off-1))
+				}
+				plain = i + k
+				continue
+			}
 			if first == nil {
 				first = os.NewSyscallError("sendmmsg", errnoOr(s.errno))
 			}
 			i++
 			continue
 		}
-		sent += s.n
-		i += s.n
+		for x := range s.n {
+			sent += s.segs[x]
+			i += s.segs[x]
+		}
 	}
 	return sent, first
+}
+
+// gsoRun returns how many of msgs, starting with msgs[0] of seg bytes, go
+// in one segmented send: up to limit datagrams to the same address, each
+// of seg bytes but the last, which may be shorter, within gsoMaxPayload.
+func gsoRun(msgs []Message, seg, limit int) int {
+	a := msgs[0].Addr
+	total := seg
+	k := 1
+	for k < len(msgs) && k < limit {
+		m := &msgs[k]
+		n := m.End - m.Off
+		if m.Addr != a || n <= 0 || n > seg || m.Off < 0 || m.End > len(m.Buf) || total+n > gsoMaxPayload {
+			break
+		}
+		total += n
+		k++
+		if n < seg {
+			break
+		}
+	}
+	return k
+}
+
+// putSegment writes a UDP_SEGMENT control message for segments of seg bytes.
+func putSegment(b []byte, seg int) {
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	cm.Level = unix.IPPROTO_UDP
+	cm.Type = unix.UDP_SEGMENT
+	cm.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&b[unix.CmsgLen(0)])) = uint16(seg)
+}
+
+// lowerTo lowers v to at most x.
+func lowerTo(v *atomic.Int32, x int32) {
+	for {
+		old := v.Load()
+		if old <= x || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
 }
 
 func errnoOr(e syscall.Errno) error {

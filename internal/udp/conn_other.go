@@ -24,6 +24,12 @@ func (c *Conn) init(o *Options) error {
 	return nil
 }
 
+// EnableGRO reports false: this system has no UDP receive coalescing.
+func (c *Conn) EnableGRO() bool { return false }
+
+// Offloads reports that this system segments and coalesces nothing.
+func (c *Conn) Offloads() (gso, gro bool) { return false, false }
+
 // BufferSizes returns the socket's receive and send buffer sizes, 0 if
 // unknown (always, on this system).
 func (c *Conn) BufferSizes() (recv, send int) { return 0, 0 }
@@ -44,6 +50,7 @@ func (c *Conn) ReadBatch(msgs []Message) (int, error) {
 		return 0, err
 	}
 	m.End = m.Off + n
+	m.Segment = 0
 	m.Addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	return 1, nil
 }

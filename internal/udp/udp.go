@@ -10,7 +10,10 @@
 // On Linux, ReadBatch and WriteBatch move up to BatchSize datagrams per
 // system call (recvmmsg/sendmmsg) through Go's netpoller and allocate
 // nothing; elsewhere they move one datagram per system call, also without
-// allocating.
+// allocating. On Linux, WriteBatch also hands runs of equal-size datagrams
+// to the same peer to the kernel as one segmented send (UDP GSO), and
+// EnableGRO lets the kernel coalesce received datagrams (UDP GRO): one
+// trip through the network stack for up to 64 datagrams each way.
 package udp
 
 import (
@@ -49,6 +52,10 @@ type Options struct {
 	// BatchSize is the most datagrams moved per system call; 0 means
 	// DefaultBatchSize, and it is capped at MaxBatchSize.
 	BatchSize int
+	// DisableGSO keeps WriteBatch from handing runs of equal-size
+	// datagrams to the kernel as one segmented send (Linux UDP GSO), which
+	// it otherwise does where the kernel supports it.
+	DisableGSO bool
 }
 
 // Message is one datagram in a batch. Its payload is Buf[Off:End], so a
@@ -65,6 +72,30 @@ type Message struct {
 	// Addr is the remote endpoint: the source after ReadBatch, the
 	// destination for WriteBatch.
 	Addr netip.AddrPort
+	// Segment is set by ReadBatch: 0 when the payload is one datagram;
+	// with GRO on (Conn.EnableGRO), when the kernel coalesced several
+	// datagrams of one flow, their size: the payload is then datagrams of
+	// Segment bytes back to back, the last possibly shorter (see
+	// Datagrams). WriteBatch ignores it.
+	Segment int
+}
+
+// Datagrams returns how many datagrams the payload holds (see Segment).
+func (m *Message) Datagrams() int {
+	n := m.End - m.Off
+	if m.Segment <= 0 || n <= m.Segment {
+		return 1
+	}
+	return (n + m.Segment - 1) / m.Segment
+}
+
+// Datagram returns the bounds in Buf of the payload's i-th datagram.
+func (m *Message) Datagram(i int) (off, end int) {
+	if m.Segment <= 0 {
+		return m.Off, m.End
+	}
+	off = m.Off + i*m.Segment
+	return off, min(off+m.Segment, m.End)
 }
 
 // Payload returns the message's payload, Buf[Off:End].

@@ -1,0 +1,225 @@
+//go:build linux
+
+package tun
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/internal/packet"
+)
+
+// segmentsOf cuts a super-packet with splitSuper into packets with valid
+// checksums, each at offset 16 of its own buffer.
+func segmentsOf(t *testing.T, v6, tcp bool, n, seg int, fin bool) ([][]byte, []byte) {
+	t.Helper()
+	h, p, payload := superPacket(v6, tcp, n, seg, fin)
+	bufs := make([][]byte, 128)
+	for i := range bufs {
+		bufs[i] = make([]byte, 16+seg+100)
+	}
+	sizes := make([]int, len(bufs))
+	k, err := splitSuper(p, &h, bufs, sizes, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]byte, k)
+	for i := range k {
+		out[i] = bufs[i][:16+sizes[i]]
+	}
+	return out, payload
+}
+
+// joined is what the kernel makes of a super-packet written with header h:
+// the head's headers and every packet's payload.
+func joined(run [][]byte, h *vnetHdr) []byte {
+	out := bytes.Clone(run[0][16:])
+	for _, b := range run[1:] {
+		out = append(out, b[16+int(h.hdrLen):]...)
+	}
+	return out
+}
+
+func TestCoalesce(t *testing.T) {
+	w := &Writer{hdrLen: vnetHdrLen, uso: true}
+	for _, tc := range []struct {
+		name    string
+		v6, tcp bool
+		n, seg  int
+	}{
+		{"tcp4", false, true, 20 * 1300, 1300},
+		{"tcp4 short last", false, true, 20*1300 + 77, 1300},
+		{"tcp6", true, true, 10 * 1200, 1200},
+		{"udp4", false, false, 30 * 64, 64},
+		{"udp6 short last", true, false, 30*500 + 3, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run, payload := segmentsOf(t, tc.v6, tc.tcp, tc.n, tc.seg, false)
+			var h vnetHdr
+			k := w.coalesce(run, 16, &h)
+			if k != len(run) {
+				t.Fatalf("coalesced %d of %d", k, len(run))
+			}
+			wantType := uint8(vnetGSOUDPL4)
+			ipLen, thLen, csumOff := 20, 8, 6
+			if tc.v6 {
+				ipLen = 40
+			}
+			if tc.tcp {
+				wantType, thLen, csumOff = vnetGSOTCPv4, 32, 16
+				if tc.v6 {
+					wantType = vnetGSOTCPv6
+				}
+			}
+			if h.gsoType != wantType || h.flags != vnetFNeedsCsum || int(h.gsoSize) != tc.seg ||
+				int(h.csumStart) != ipLen || int(h.csumOffset) != csumOff || int(h.hdrLen) != ipLen+thLen {
+				t.Fatalf("header %+v", h)
+			}
+			sp := joined(run, &h)
+			if !bytes.Equal(sp[ipLen+thLen:], payload) {
+				t.Fatal("the super-packet does not carry the payload")
+			}
+			if tc.v6 {
+				if int(binary.BigEndian.Uint16(sp[4:])) != len(sp)-40 {
+					t.Fatalf("IPv6 payload length %d for %d bytes", binary.BigEndian.Uint16(sp[4:]), len(sp))
+				}
+			} else if int(binary.BigEndian.Uint16(sp[2:])) != len(sp) || packet.Checksum(sp[:20], 0) != 0xffff {
+				t.Fatal("IPv4 length or header checksum wrong")
+			}
+			// The kernel completes the checksum from the pseudo-header
+			// sum: finishChecksum does the same, and the result must
+			// verify.
+			if err := finishChecksum(sp, ipLen, csumOff); err != nil {
+				t.Fatal(err)
+			}
+			s := parseSegment(sp, true)
+			proto := uint8(packet.ProtoUDP)
+			if tc.tcp {
+				proto = packet.ProtoTCP
+			} else if int(binary.BigEndian.Uint16(sp[ipLen+4:])) != len(sp)-ipLen {
+				t.Fatal("UDP length wrong")
+			}
+			if !checksumOK(sp, &s, proto) {
+				t.Fatal("the completed checksum does not verify")
+			}
+		})
+	}
+}
+
+// Runs stop where a packet may not join them.
+func TestCoalesceStops(t *testing.T) {
+	w := &Writer{hdrLen: vnetHdrLen, uso: true}
+	fresh := func() [][]byte {
+		run, _ := segmentsOf(t, false, true, 8*1000, 1000, false)
+		return run
+	}
+	fix := func(p []byte) { // recompute the TCP checksum after an edit
+		th := p[16+20:]
+		th[16], th[17] = 0, 0
+		l := uint32(len(th))
+		sum := packet.Checksum(p[16+12:16+16], uint32(packet.ProtoTCP)+l)
+		sum = packet.Checksum(p[16+16:16+20], uint32(sum))
+		binary.BigEndian.PutUint16(th[16:], ^packet.Checksum(th, uint32(sum)))
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(run [][]byte)
+		want int
+	}{
+		{"all", func([][]byte) {}, 8},
+		{"gap in sequence", func(r [][]byte) {
+			binary.BigEndian.PutUint32(r[3][16+24:], binary.BigEndian.Uint32(r[3][16+24:])+1)
+			fix(r[3])
+		}, 3},
+		{"other ACK", func(r [][]byte) { r[2][16+28]++; fix(r[2]) }, 2},
+		{"PSH ends the run", func(r [][]byte) { r[4][16+20+13] |= tcpFlagPSH; fix(r[4]) }, 5},
+		{"FIN", func(r [][]byte) { r[4][16+20+13] |= tcpFlagFIN; fix(r[4]) }, 4},
+		{"bad checksum", func(r [][]byte) { r[5][len(r[5])-1] ^= 1 }, 5},
+		{"bad head checksum", func(r [][]byte) { r[0][len(r[0])-1] ^= 1 }, 1},
+		{"other port", func(r [][]byte) { r[6][16+21]++; fix(r[6]) }, 6},
+		{"other TTL", func(r [][]byte) {
+			r[1][16+8]--
+			r[1][16+10], r[1][16+11] = 0, 0
+			binary.BigEndian.PutUint16(r[1][16+10:], ^packet.Checksum(r[1][16:16+20], 0))
+		}, 1},
+		{"other options", func(r [][]byte) { r[7][16+20+31]++; fix(r[7]) }, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := fresh()
+			tc.edit(run)
+			var h vnetHdr
+			if k := w.coalesce(run, 16, &h); k != tc.want {
+				t.Fatalf("coalesced %d, want %d", k, tc.want)
+			}
+		})
+	}
+	// Without USO, UDP is written packet by packet.
+	run, _ := segmentsOf(t, false, false, 8*100, 100, false)
+	var h vnetHdr
+	if k := (&Writer{hdrLen: vnetHdrLen}).coalesce(run, 16, &h); k != 1 {
+		t.Fatalf("UDP coalesced %d without USO", k)
+	}
+}
+
+// A Writer on a real TUN: UDP datagrams written as one super-packet reach
+// a local socket one by one, intact; a packet with a bad checksum is not
+// coalesced with the others and the kernel drops it alone.
+func TestWriterKernel(t *testing.T) {
+	inNetns(t)
+	const name = "gitunw0"
+	dev, err := CreateKernel(name, 1400)
+	if err != nil {
+		t.Fatalf("CreateKernel: %v", err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	if _, err := Configure(name, Config{Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}}); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	w := NewWriter(dev)
+	if w == nil {
+		t.Fatal("NewWriter: nil for a kernel TUN")
+	}
+	sock, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.77.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	remote := netip.MustParseAddrPort("10.77.0.2:5555")
+	const count = 20
+	bufs := make([][]byte, count)
+	for i := range bufs {
+		payload := bytes.Repeat([]byte{byte(i)}, 200)
+		bufs[i] = append(make([]byte, 16), udpPacket(remote, local, payload)...)
+	}
+	bufs[7][len(bufs[7])-1] ^= 0xff // a bad checksum
+	n, err := w.Write(bufs, 16)
+	if err != nil || n != count {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	got := make([]byte, 2000)
+	for i := range count {
+		if i == 7 {
+			continue
+		}
+		sock.SetReadDeadline(time.Now().Add(3 * time.Second))
+		k, from, err := sock.ReadFromUDPAddrPort(got)
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if from != remote || !bytes.Equal(got[:k], bytes.Repeat([]byte{byte(i)}, 200)) {
+			t.Fatalf("datagram %d: %d bytes from %v: % x...", i, k, from, got[:8])
+		}
+	}
+	sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if k, _, err := sock.ReadFromUDPAddrPort(got); err == nil {
+		t.Fatalf("the bad datagram arrived (%d bytes)", k)
+	}
+	if !w.uso {
+		t.Log("no USO on this kernel: the datagrams went one by one")
+	}
+}
