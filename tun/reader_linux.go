@@ -43,6 +43,12 @@ type Reader struct {
 	iovs   [2]unix.Iovec
 	fn     func(fd uintptr) bool
 
+	// A super-packet with more segments than the last call had buffers
+	// for: big[hdrLen:pendEnd] with header pendHdr, segment pendNext on.
+	pendHdr  vnetHdr
+	pendEnd  int
+	pendNext int
+
 	// The current call.
 	wait  bool
 	n     int
@@ -148,15 +154,19 @@ func (r *Reader) read(fd uintptr) bool {
 // Read reads one packet (or super-packet) like Device.Read: bufs[i][offset:]
 // receive the packets, sizes[i] their lengths, and it returns how many. With
 // wait false it returns 0, nil at once if no packet is queued. A super-packet
-// with more segments than bufs, or one that cannot be parsed, is dropped
-// with an error; Read can be called again. offset must be at least the
-// virtio-net header length (10).
+// with more segments than bufs is handed over over several calls (the next
+// calls return its remaining packets before reading again); one that cannot
+// be parsed is dropped with an error, and Read can be called again. offset
+// must be at least the virtio-net header length (10).
 func (r *Reader) Read(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
 	if len(bufs) == 0 || len(sizes) == 0 {
 		return 0, nil
 	}
 	if offset < r.hdrLen || offset > len(bufs[0]) {
 		return 0, io.ErrShortBuffer
+	}
+	if r.pendNext > 0 {
+		return r.split(&r.pendHdr, r.pendEnd, bufs, sizes, offset, r.pendNext)
 	}
 	first := bufs[0][offset-r.hdrLen:]
 	setIov(&r.iovs[0], first)
@@ -211,7 +221,18 @@ func (r *Reader) Read(bufs [][]byte, sizes []int, offset int, wait bool) (int, e
 	if r.n <= len(first) {
 		copy(r.big, b)
 	}
-	return splitSuper(r.big[r.hdrLen:r.n], &h, bufs, sizes, offset)
+	return r.split(&h, r.n, bufs, sizes, offset, 0)
+}
+
+// split cuts the super-packet in big[hdrLen:end] from segment from on, and
+// keeps what does not fit bufs for the next call.
+func (r *Reader) split(h *vnetHdr, end int, bufs [][]byte, sizes []int, offset, from int) (int, error) {
+	n, next, err := splitSuper(r.big[r.hdrLen:end], h, bufs, sizes, offset, from)
+	r.pendNext = next
+	if next > 0 {
+		r.pendHdr, r.pendEnd = *h, end
+	}
+	return n, err
 }
 
 func setIov(iov *unix.Iovec, b []byte) {
@@ -239,10 +260,13 @@ func finishChecksum(pkt []byte, start, off int) error {
 }
 
 // splitSuper cuts a TCP or UDP super-packet into packets of h.gsoSize
-// payload bytes (the last may be shorter), each in bufs[i][offset:].
-func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset int) (int, error) {
+// payload bytes (the last may be shorter), each in bufs[i][offset:],
+// starting with segment number from. It fills at most len(bufs) packets and
+// returns how many, and the number of the next segment (0 when the
+// super-packet is done).
+func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset, from int) (int, int, error) {
 	if len(pkt) < ipv4HeaderMin || h.gsoSize == 0 {
-		return 0, errBadSuperPacket
+		return 0, 0, errBadSuperPacket
 	}
 	v6 := pkt[0]>>4 == 6
 	var tcp bool
@@ -250,19 +274,19 @@ func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset int) 
 	case vnetGSOTCPv4:
 		tcp = true
 		if v6 {
-			return 0, errBadSuperPacket
+			return 0, 0, errBadSuperPacket
 		}
 	case vnetGSOTCPv6:
 		tcp = true
 		if !v6 {
-			return 0, errBadSuperPacket
+			return 0, 0, errBadSuperPacket
 		}
 	case vnetGSOUDPL4:
 	default:
-		return 0, fmt.Errorf("tun: virtio-net GSO type %#x: %w", h.gsoType, errBadSuperPacket)
+		return 0, 0, fmt.Errorf("tun: virtio-net GSO type %#x: %w", h.gsoType, errBadSuperPacket)
 	}
 	if !v6 && pkt[0]>>4 != 4 {
-		return 0, errBadSuperPacket
+		return 0, 0, errBadSuperPacket
 	}
 	// The IP header (with IPv6 extension headers) ends where the
 	// checksum starts; the transport header's length is read from the
@@ -273,25 +297,25 @@ func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset int) 
 		minIP = ipv6HeaderLength
 	}
 	if ipLen < minIP || (!v6 && ipLen != int(pkt[0]&0xf)*4) {
-		return 0, errBadSuperPacket
+		return 0, 0, errBadSuperPacket
 	}
 	thLen := 8
 	csumOff := 6
 	proto := uint8(packet.ProtoUDP)
 	if tcp {
 		if ipLen+20 > len(pkt) {
-			return 0, errBadSuperPacket
+			return 0, 0, errBadSuperPacket
 		}
 		thLen = int(pkt[ipLen+12]>>4) * 4
 		csumOff = 16
 		proto = packet.ProtoTCP
 		if thLen < 20 {
-			return 0, errBadSuperPacket
+			return 0, 0, errBadSuperPacket
 		}
 	}
 	hdrLen := ipLen + thLen
 	if hdrLen > len(pkt) || int(h.csumOffset) != csumOff {
-		return 0, errBadSuperPacket
+		return 0, 0, errBadSuperPacket
 	}
 	var src, dst []byte
 	if v6 {
@@ -305,20 +329,24 @@ func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset int) 
 	if n == 0 {
 		n = 1 // headers only
 	}
-	if n > len(bufs) || n > len(sizes) {
-		return 0, fmt.Errorf("tun: super-packet of %d segments for %d buffers: %w", n, min(len(bufs), len(sizes)), io.ErrShortBuffer)
+	if from >= n {
+		return 0, 0, errBadSuperPacket
 	}
 	var seq uint32
 	if tcp {
 		seq = binary.BigEndian.Uint32(pkt[ipLen+4:])
 	}
-	for i := range n {
+	k := 0 // packets filled
+	for i := from; i < n; i++ {
+		if k == len(bufs) || k == len(sizes) {
+			return k, i, nil // the rest at the next call
+		}
 		d := data[min(i*seg, len(data)):min((i+1)*seg, len(data))]
 		total := hdrLen + len(d)
-		if offset > len(bufs[i]) || total > len(bufs[i])-offset {
-			return 0, fmt.Errorf("tun: %d-byte segment does not fit a %d-byte buffer: %w", total, len(bufs[i])-offset, io.ErrShortBuffer)
+		if offset > len(bufs[k]) || total > len(bufs[k])-offset {
+			return 0, 0, fmt.Errorf("tun: %d-byte segment does not fit a %d-byte buffer: %w", total, len(bufs[k])-offset, io.ErrShortBuffer)
 		}
-		out := bufs[i][offset : offset+total]
+		out := bufs[k][offset : offset+total]
 		copy(out, pkt[:hdrLen])
 		copy(out[hdrLen:], d)
 		if v6 {
@@ -348,7 +376,8 @@ func splitSuper(pkt []byte, h *vnetHdr, bufs [][]byte, sizes []int, offset int) 
 			c = 0xffff
 		}
 		binary.BigEndian.PutUint16(th[csumOff:], c)
-		sizes[i] = total
+		sizes[k] = total
+		k++
 	}
-	return n, nil
+	return k, 0, nil
 }

@@ -156,7 +156,7 @@ func TestSplitSuper(t *testing.T) {
 		{name: "tcp6", v6: true, tcp: true, n: 65000, seg: 1328, bufs: 64, size: 1500},
 		{name: "udp4", n: 7000, seg: 1200, bufs: 64, size: 1500},
 		{name: "udp6 small segments", v6: true, n: 64 * 50, seg: 50, bufs: 64, size: 1500},
-		{name: "too many segments", tcp: true, n: 10000, seg: 100, bufs: 64, size: 1500, wantErr: true},
+		{name: "more segments than buffers", tcp: true, n: 10000, seg: 100, bufs: 7, size: 1500},
 		{name: "buffers too small", tcp: true, n: 10000, seg: 1348, bufs: 64, size: 1000, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,19 +167,24 @@ func TestSplitSuper(t *testing.T) {
 				bufs[i] = make([]byte, off+tc.size)
 			}
 			sizes := make([]int, len(bufs))
-			n, err := splitSuper(p, &h, bufs, sizes, off)
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("split into %d packets, want an error", n)
+			var pkts [][]byte
+			for next := 0; ; {
+				n, nx, err := splitSuper(p, &h, bufs, sizes, off, next)
+				if tc.wantErr {
+					if err == nil {
+						t.Fatalf("split into %d packets, want an error", n)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			pkts := make([][]byte, n)
-			for i := range n {
-				pkts[i] = bufs[i][off : off+sizes[i]]
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range n {
+					pkts = append(pkts, bytes.Clone(bufs[i][off:off+sizes[i]]))
+				}
+				if next = nx; next == 0 {
+					break
+				}
 			}
 			checkSegments(t, tc.v6, tc.tcp, pkts, tc.seg, tc.fin, payload)
 		})
@@ -209,7 +214,7 @@ func FuzzSplitSuper(f *testing.F) {
 		}
 		var h vnetHdr
 		h.decode(b)
-		n, err := splitSuper(b[vnetHdrLen:], &h, bufs, sizes, 16)
+		n, _, err := splitSuper(b[vnetHdrLen:], &h, bufs, sizes, 16, 0)
 		if err == nil {
 			for i := range n {
 				if sizes[i] > 1500 {
@@ -296,6 +301,13 @@ func TestReaderKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = collect(t, r, bufs, sizes, off, remote, 11)
+	checkSegments(t, false, false, got, 1000, false, payload)
+	// Again, read with room for 4 packets a call: the super-packet comes
+	// over three calls.
+	if _, _, err = sock.WriteMsgUDPAddrPort(payload, oob, remote); err != nil {
+		t.Fatal(err)
+	}
+	got = collect(t, r, bufs[:4], sizes[:4], off, remote, 11)
 	checkSegments(t, false, false, got, 1000, false, payload)
 }
 

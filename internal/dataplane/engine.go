@@ -57,23 +57,24 @@ type Acquire struct {
 // Counters are the dataplane's own drop and traffic counters, by reason
 // (per-SA counters live in the SAD).
 type Counters struct {
-	TunPackets, TunBytes      atomic.Uint64 // read from the cleartext side
-	SentPackets, SentBytes    atomic.Uint64 // ESP datagrams sent
-	RecvPackets, RecvBytes    atomic.Uint64 // datagrams received
-	Delivered                 atomic.Uint64 // decrypted packets written to the cleartext side
-	Bypassed                  atomic.Uint64 // outbound packets under a BYPASS policy (dropped: no clear path)
-	Discarded                 atomic.Uint64 // outbound packets under a DISCARD policy or the default
-	NoSA                      atomic.Uint64 // PROTECT without an outbound SA (fail closed)
-	BadPacket                 atomic.Uint64 // cleartext packets that do not parse
-	SealErrors                atomic.Uint64 // sealing failed (sequence numbers exhausted, no room)
-	UnknownSPI                atomic.Uint64 // ESP with an SPI we have no SA for
-	Invalid                   atomic.Uint64 // UDP payloads that are neither ESP, IKE nor keepalive
-	Keepalives                atomic.Uint64 // NAT keepalives received
-	KeepalivesSent            atomic.Uint64 // NAT keepalives sent
-	IKE                       atomic.Uint64 // IKE messages handed to the key manager
-	InboundDrops              atomic.Uint64 // ESP packets dropped by their SA (see SAD counters)
-	Dummy                     atomic.Uint64 // dummy packets (next header 59) dropped
-	SendErrors, ReceiveErrors atomic.Uint64
+	TunPackets, TunBytes   atomic.Uint64 // read from the cleartext side
+	SentPackets, SentBytes atomic.Uint64 // ESP datagrams sent
+	RecvPackets, RecvBytes atomic.Uint64 // datagrams received
+	Delivered              atomic.Uint64 // decrypted packets written to the cleartext side
+	Bypassed               atomic.Uint64 // outbound packets under a BYPASS policy (dropped: no clear path)
+	Discarded              atomic.Uint64 // outbound packets under a DISCARD policy or the default
+	NoSA                   atomic.Uint64 // PROTECT without an outbound SA (fail closed)
+	BadPacket              atomic.Uint64 // cleartext packets that do not parse
+	SealErrors             atomic.Uint64 // sealing failed (sequence numbers exhausted, no room)
+	UnknownSPI             atomic.Uint64 // ESP with an SPI we have no SA for
+	Invalid                atomic.Uint64 // UDP payloads that are neither ESP, IKE nor keepalive
+	Keepalives             atomic.Uint64 // NAT keepalives received
+	KeepalivesSent         atomic.Uint64 // NAT keepalives sent
+	IKE                    atomic.Uint64 // IKE messages handed to the key manager
+	InboundDrops           atomic.Uint64 // ESP packets dropped by their SA (see SAD counters)
+	Dummy                  atomic.Uint64 // dummy packets (next header 59) dropped
+	SendErrors             atomic.Uint64 // datagrams the socket did not send
+	ReceiveErrors          atomic.Uint64 // receive calls that failed
 }
 
 // Engine moves packets between the cleartext side and the UDP socket.

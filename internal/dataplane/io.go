@@ -206,30 +206,25 @@ func (e *Engine) outbound(dev wgtun.Device, conn Conn) error {
 // taken for broken.
 const maxFailedReads = 1000
 
-// send writes every datagram, in as many batches as it takes; a datagram
-// the socket refuses (an unreachable family, say) is counted and skipped.
+// send writes the datagrams. The socket sends what it can and drops what it
+// cannot (an unreachable family, say), so one call does it; the datagrams
+// dropped are counted.
 func (e *Engine) send(conn Conn, ds []Datagram) error {
-	var pkts, bytes uint64
-	defer func() {
-		e.Stats.SentPackets.Add(pkts)
-		e.Stats.SentBytes.Add(bytes)
-	}()
-	for len(ds) > 0 {
-		n, err := conn.WriteBatch(ds)
-		for i := range ds[:n] {
-			pkts++
-			bytes += uint64(ds[i].End - ds[i].Off)
+	if len(ds) == 0 {
+		return nil
+	}
+	n, err := conn.WriteBatch(ds)
+	var bytes uint64
+	for i := range ds[:min(max(n, 0), len(ds))] {
+		bytes += uint64(ds[i].End - ds[i].Off)
+	}
+	e.Stats.SentPackets.Add(uint64(max(n, 0)))
+	e.Stats.SentBytes.Add(bytes)
+	if err != nil {
+		if closed(err) {
+			return err
 		}
-		ds = ds[n:]
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return err
-			}
-			e.Stats.SendErrors.Add(1)
-			if len(ds) > 0 {
-				ds = ds[1:]
-			}
-		}
+		e.Stats.SendErrors.Add(uint64(max(len(ds)-n, 1)))
 	}
 	return nil
 }
