@@ -14,4 +14,12 @@
 //     helpers for the unprivileged mode: a SOCKS5 proxy, port forwards into
 //     the tunnel, and local services exposed on the tunnel.
 //   - NewPair makes two connected in-memory devices for tests.
+//
+// On Linux, a datapath in a hurry reads and writes a kernel TUN through a
+// Reader and a Writer instead of the device's Read and Write: the Reader
+// can try a read without waiting (to gather queued packets into one batch)
+// and cuts TCP/UDP super-packets into packets as the device's Read does;
+// the Writer coalesces runs of TCP segments and UDP datagrams into
+// super-packets with writev, copying no payload. Both make raw system
+// calls on the non-blocking device.
 package tun

@@ -107,7 +107,9 @@ func (w *Writer) write(fd uintptr) bool {
 
 // Write writes the packets bufs[i][offset:], coalescing runs of them, and
 // returns how many packets it wrote and the first error. A packet the
-// kernel refuses is dropped; the others still go.
+// kernel refuses is dropped; the others still go. The headers of the
+// first packet of each run are rewritten for the super-packet, so the
+// packets are not to be written again.
 func (w *Writer) Write(bufs [][]byte, offset int) (int, error) {
 	written := 0
 	var first error

@@ -272,3 +272,88 @@ func BenchmarkCoalesce(b *testing.B) {
 		}
 	}
 }
+
+// Reading and writing a real TUN through a Reader and a Writer allocates
+// nothing.
+func TestReaderWriterZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	inNetns(t)
+	const name = "gitunz0"
+	dev, err := CreateKernel(name, 1400)
+	if err != nil {
+		t.Fatalf("CreateKernel: %v", err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	cfg := Config{
+		Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")},
+		Routes:    []netip.Prefix{netip.MustParsePrefix("10.78.0.0/16")},
+	}
+	if _, err := Configure(name, cfg); err != nil {
+		t.Fatalf("Configure: %v", err)
+	}
+	r, w := NewReader(dev), NewWriter(dev)
+	if r == nil || w == nil {
+		t.Fatal("no Reader or Writer for a kernel TUN")
+	}
+	sock, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.77.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
+	remote := netip.MustParseAddrPort("10.78.1.1:9999")
+	const off = 32
+	bufs := make([][]byte, 128)
+	for i := range bufs {
+		bufs[i] = make([]byte, off+1400)
+	}
+	sizes := make([]int, len(bufs))
+	payload := []byte("to the reader")
+	read := func() {
+		if _, err := sock.WriteToUDPAddrPort(payload, remote); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			n, err := r.Read(bufs, sizes, off, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 && sizes[0] == 28+len(payload) {
+				return
+			}
+		}
+	}
+	out := make([][]byte, 16)
+	for i := range out {
+		out[i] = append(make([]byte, 16), udpPacket(netip.MustParseAddrPort("10.78.1.1:5555"), local, bytes.Repeat([]byte{1}, 100))...)
+	}
+	pristine := make([][]byte, len(out))
+	for i := range out {
+		pristine[i] = bytes.Clone(out[i])
+	}
+	in := make([]byte, 2000)
+	write := func() {
+		for i := range out {
+			copy(out[i], pristine[i]) // Write rewrote the first's headers
+		}
+		if _, err := w.Write(out, 16); err != nil {
+			t.Fatal(err)
+		}
+		for range out {
+			sock.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := sock.ReadFromUDPAddrPort(in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	read()
+	write()
+	if a := testing.AllocsPerRun(100, read); a != 0 {
+		t.Errorf("Reader: %v allocations per read", a)
+	}
+	if a := testing.AllocsPerRun(100, write); a != 0 {
+		t.Errorf("Writer: %v allocations per 16-packet write", a)
+	}
+}
