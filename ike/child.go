@@ -498,6 +498,20 @@ func (sa *ikeSA) acceptChild(req *message.Message, cp childPayloads, ni, nr []by
 	}
 	resp := chosen.Clone()
 	resp.SPI = binary.BigEndian.AppendUint32(nil, spiIn)
+	if adds := proposal.AddKEs(suite.AddKE); createChild && len(adds) > 0 {
+		// RFC 9370: the Child SA comes after the IKE_FOLLOWUP_KE exchanges.
+		ps := sa.deferChild(adds, clone(secret), func(all []byte) (*childSA, error) {
+			return sa.installChild(cfg, spiIn, spiOut, chosen, suite, mode, tsi, tsr, ni, nr, all, false, old)
+		}, spiIn, old)
+		ps = append(ps, &message.SA{Proposals: []message.Proposal{resp}}, &message.Nonce{Data: nr})
+		if kePayload != nil {
+			ps = append(ps, kePayload)
+		}
+		if mode == sad.Transport {
+			ps = append([]message.Payload{message.NewNotify(message.UseTransportMode, nil)}, ps...)
+		}
+		return append(ps, &message.TSi{Selectors: tsi}, &message.TSr{Selectors: tsr}), nil, nil
+	}
 	c, err := sa.installChild(cfg, spiIn, spiOut, chosen, suite, mode, tsi, tsr, ni, nr, secret, false, old)
 	if err != nil {
 		sa.errorf("installing the Child SA failed", zap.String("child", cfg.FullName()), zap.Error(err))

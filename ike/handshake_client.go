@@ -117,6 +117,9 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 		&message.KE{Method: uint16(sa.keMethod), Data: sa.ke.PublicValue()},
 		&message.Nonce{Data: sa.ni})
 	ps = append(ps, natdPayloads(sa.spiI, 0, sa.remote)...)
+	if proposal.HasAddKE(sa.offered) {
+		ps = append(ps, message.NewNotify(message.IntermediateExchangeSupported, nil))
+	}
 	msg := &message.Message{SPIi: sa.spiI, Exchange: message.IKESAInit, Flags: message.FlagInitiator, Payloads: ps}
 	wire, err := msg.Marshal()
 	if err != nil {
@@ -239,7 +242,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		sa.m.log.Debug("switching to the NAT-T port", sa.logFields()...)
 	}
 	sa.nextReqID = 1
-	sa.sendAuth()
+	sa.afterInit(msg)
 }
 
 // keName names a key exchange method.
@@ -302,7 +305,8 @@ func (sa *ikeSA) sendAuth() {
 		ps = append(ps, &message.IDr{Identity: conn.remoteID.id})
 	}
 	prf := sa.suite.PRF
-	octets := ikecrypto.SignedOctets(prf, sa.keys.Pi, sa.initReq, sa.nr, &sa.localID, nil)
+	sa.authMID = sa.nextReqID
+	octets := ikecrypto.SignedOctets(prf, sa.keys.Pi, sa.initReq, sa.nr, &sa.localID, sa.intAuth())
 	ps = append(ps, &message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)})
 	for len(sa.pendingChildren) > 0 && sa.authChild == nil {
 		ch := sa.pendingChildren[0]
@@ -428,7 +432,7 @@ func (sa *ikeSA) verifyPeerAuth(id *message.Identity, auth *message.Auth, firstM
 	if auth.Method != message.AuthSharedKey {
 		return &AuthError{Detail: fmt.Sprintf("the peer %s authenticates with method %d, we are configured for a pre-shared key (method 2)", id.String(), auth.Method)}
 	}
-	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil)
+	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, sa.intAuth())
 	if !ikecrypto.VerifySharedKeyAuth(sa.suite.PRF, psk, octets, auth.Data) {
 		return &AuthError{Detail: fmt.Sprintf("the AUTH payload of %s does not verify: the pre-shared keys of both ends differ", id.String())}
 	}
@@ -540,18 +544,31 @@ func (sa *ikeSA) handleCreateChildResponse(neg *childNeg, msg *message.Message) 
 			return
 		}
 		secret = s
-		defer clear(secret)
 	}
-	c, err := sa.completeChild(neg, msg, neg.ni, nonce.Data, secret, true)
+	adds, err := childAddKEs(neg.offered, msg)
 	if err != nil {
+		clear(secret)
 		fail(err)
 		return
 	}
-	if neg.rekey != nil {
-		sa.rekeyedByUs(neg.rekey, c)
+	finish := func(secret []byte) {
+		c, err := sa.completeChild(neg, msg, neg.ni, nonce.Data, secret, true)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if neg.rekey != nil {
+			sa.rekeyedByUs(neg.rekey, c)
+			return
+		}
+		sa.notifyWaiters(ch, nil)
+	}
+	if len(adds) > 0 {
+		sa.runFollowups(adds, msg, secret, finish, fail)
 		return
 	}
-	sa.notifyWaiters(ch, nil)
+	finish(secret)
+	clear(secret)
 }
 
 // createChildKE retries CREATE_CHILD_SA with the key exchange the peer asked

@@ -143,7 +143,15 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	for _, c := range cands {
 		ours = append(ours, c.Proposals...)
 	}
-	chosen, err := proposal.Select(ours, sap.Proposals, proposal.Options{})
+	// Additional key exchanges need IKE_INTERMEDIATE: without the
+	// initiator's INTERMEDIATE_EXCHANGE_SUPPORTED only its proposals that
+	// can do without them count (RFC 9370 section 2.2.2).
+	ies := msg.Notify(message.IntermediateExchangeSupported) != nil
+	offered := sap.Proposals
+	if !ies {
+		offered = proposal.WithoutAddKE(offered)
+	}
+	chosen, err := proposal.Select(ours, offered, proposal.Options{})
 	if err != nil {
 		m.log.Warn("IKE_SA_INIT: no acceptable IKE proposal: answering NO_PROPOSAL_CHOSEN", zap.Stringer("from", from),
 			zap.String("offered", proposal.FormatList(sap.Proposals)), zap.String("configured", proposal.FormatList(ours)),
@@ -154,7 +162,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	if proposal.KEMethod(chosen) != kep.Method {
 		// Prefer a selection with the initiator's key exchange, which
 		// saves a round trip; else ask for ours (INVALID_KE_PAYLOAD).
-		if alt, err := proposal.Select(onlyKE(ours, kep.Method), onlyKE(sap.Proposals, kep.Method), proposal.Options{}); err == nil {
+		if alt, err := proposal.Select(onlyKE(ours, kep.Method), onlyKE(offered, kep.Method), proposal.Options{}); err == nil {
 			chosen = alt
 		} else {
 			want := proposal.KEMethod(chosen)
@@ -193,6 +201,10 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	resp := []message.Payload{&message.SA{Proposals: []message.Proposal{*chosen}},
 		&message.KE{Method: uint16(suite.KE), Data: pub}, &message.Nonce{Data: sa.nr}}
 	resp = append(resp, natdPayloads(sa.spiI, sa.spiR, from)...)
+	if ies {
+		resp = append(resp, message.NewNotify(message.IntermediateExchangeSupported, nil))
+		sa.inter = &intermediate{pending: proposal.AddKEs(suite.AddKE)}
+	}
 	out := &message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: message.IKESAInit, Flags: message.FlagResponse, Payloads: resp}
 	wire, err := out.Marshal()
 	if err != nil {
@@ -234,6 +246,13 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 		sa.destroy(errors.New("IKE_AUTH without IDi or AUTH"))
 		return
 	}
+	if sa.inter != nil && len(sa.inter.pending) > 0 {
+		sa.warn("IKE_AUTH before the additional key exchanges: answering INVALID_SYNTAX", zap.Int("missing", len(sa.inter.pending)))
+		sa.respond(message.IKEAuth, msg.MessageID, []message.Payload{message.NewNotify(message.InvalidSyntax, nil)})
+		sa.destroy(errors.New("IKE_AUTH before the additional key exchanges"))
+		return
+	}
+	sa.authMID = msg.MessageID
 	idr, _ := msg.Get(message.PayloadIDr).(*message.IDr)
 	// Pick the connection: its remote id must accept IDi and it must allow
 	// the IKE proposal; one whose local id is the IDr asked for wins.
@@ -271,7 +290,7 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 	sa.remoteID = idi.Identity
 	psk, _ := m.cfg.lookupPSK(&sa.localID, &sa.remoteID)
 	prf := sa.suite.PRF
-	octets := ikecrypto.SignedOctets(prf, sa.keys.Pr, sa.initResp, sa.ni, &sa.localID, nil)
+	octets := ikecrypto.SignedOctets(prf, sa.keys.Pr, sa.initResp, sa.ni, &sa.localID, sa.intAuth())
 	ps := []message.Payload{&message.IDr{Identity: sa.localID},
 		&message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)}}
 	sa.established()
@@ -357,7 +376,7 @@ func (sa *ikeSA) handleCreateChildRequest(msg *message.Message) {
 		refuse(cerr.Notify, cerr.Data, cerr.Detail)
 		return
 	}
-	if old != nil {
+	if old != nil && c != nil {
 		sa.rekeyedByPeer(old, c)
 	}
 	sa.respond(message.CreateChildSA, msg.MessageID, ps)

@@ -174,14 +174,30 @@ func (sa *ikeSA) handleIKERekeyResponse(n *ikeRekeyNeg, msg *message.Message) {
 		fail(err)
 		return
 	}
-	ns, err := sa.rekeyedSA(true, n.spi, spir, &chosen, suite, n.ni, clone(nonce.Data), secret)
+	if adds := proposal.AddKEs(suite.AddKE); len(adds) > 0 {
+		// RFC 9370: the new IKE SA comes after the IKE_FOLLOWUP_KE
+		// exchanges, which keep the window busy meanwhile.
+		sa.runFollowups(adds, msg, secret, func(all []byte) {
+			if sa.state == stateEstablished {
+				sa.finishIKERekey(n, spir, &chosen, suite, nonce.Data, clone(all), fail)
+			}
+		}, fail)
+		return
+	}
+	sa.finishIKERekey(n, spir, &chosen, suite, nonce.Data, secret, fail)
+}
+
+// finishIKERekey makes the new IKE SA of our rekey from the shared
+// secret(s) (zeroed) and moves over to it.
+func (sa *ikeSA) finishIKERekey(n *ikeRekeyNeg, spir uint64, chosen *message.Proposal, suite *proposal.IKESuite, nr, secret []byte, fail func(error)) {
+	ns, err := sa.rekeyedSA(true, n.spi, spir, chosen, suite, n.ni, clone(nr), secret)
 	if err != nil {
 		fail(err)
 		return
 	}
 	if other := sa.peerRekeyed; other != nil {
 		sa.peerRekeyed = nil
-		if lostCollision(n.ni, nonce.Data, &childSA{nonces: [2][]byte{other.ni, other.nr}}) {
+		if lostCollision(n.ni, nr, &childSA{nonces: [2][]byte{other.ni, other.nr}}) {
 			sa.info("IKE SA rekey collision: the peer's rekey wins (lowest nonce), deleting ours", zap.String("ours", ns.name()))
 			sa.moveTo(other)
 			ns.deleteIKE()
@@ -243,13 +259,38 @@ func (sa *ikeSA) handleIKERekeyRequest(msg *message.Message, sap *message.SA) {
 	}
 	spir := sa.m.newSPI()
 	nr := randomBytes(nonceLen)
+	resp := chosen.Clone()
+	resp.SPI = binary.BigEndian.AppendUint64(nil, spir)
+	if adds := proposal.AddKEs(suite.AddKE); len(adds) > 0 {
+		// RFC 9370: the new IKE SA comes after the IKE_FOLLOWUP_KE
+		// exchanges.
+		ni := clone(nonce.Data)
+		note := sa.awaitFollowup(adds, secret, func(all []byte) error {
+			if sa.state != stateEstablished || sa.rekeyedTo != nil {
+				return &ChildError{Notify: message.TemporaryFailure, Detail: "the IKE SA changed meanwhile"}
+			}
+			ns, err := sa.rekeyedSA(false, spii, spir, chosen, suite, ni, nr, clone(all))
+			if err != nil {
+				return err
+			}
+			if collision && sa.ikeRekey != nil {
+				sa.info("IKE SA rekey collision: the peer rekeys it too")
+				sa.peerRekeyed = ns
+				return nil
+			}
+			sa.moveTo(ns)
+			sa.awaitDelete()
+			return nil
+		}, nil)
+		sa.respond(message.CreateChildSA, msg.MessageID, []message.Payload{&message.SA{Proposals: []message.Proposal{resp}},
+			&message.Nonce{Data: nr}, &message.KE{Method: uint16(suite.KE), Data: pub}, note})
+		return
+	}
 	ns, err := sa.rekeyedSA(false, spii, spir, chosen, suite, clone(nonce.Data), nr, secret)
 	if err != nil {
 		refuse(message.NoProposalChosen, nil, err.Error())
 		return
 	}
-	resp := chosen.Clone()
-	resp.SPI = binary.BigEndian.AppendUint64(nil, spir)
 	sa.respond(message.CreateChildSA, msg.MessageID, []message.Payload{&message.SA{Proposals: []message.Proposal{resp}},
 		&message.Nonce{Data: nr}, &message.KE{Method: uint16(suite.KE), Data: pub}})
 	if collision {

@@ -71,6 +71,9 @@ type ikeSA struct {
 	localID     message.Identity
 	remoteID    message.Identity
 	initContact bool // the peer sent INITIAL_CONTACT
+	inter       *intermediate // IKE_INTERMEDIATE negotiated (RFC 9242)
+	authMID     uint32        // Message ID of IKE_AUTH, part of IntAuth
+	followups   map[string]*followup // responder: IKE_FOLLOWUP_KE awaited (RFC 9370)
 
 	// Our requests: window of one.
 	nextReqID uint32
@@ -355,6 +358,10 @@ func (sa *ikeSA) receive(b []byte, h *message.Header, from netip.AddrPort, natt 
 	}
 	sa.touch(from, natt)
 	switch {
+	case h.Exchange == message.IKEIntermediate && sa.state == stateInitDone:
+		sa.handleIntermediateRequest(msg, b)
+	case h.Exchange == message.IKEFollowupKE && sa.state == stateEstablished:
+		sa.handleFollowupRequest(msg)
 	case h.Exchange == message.IKEAuth && sa.state == stateInitDone:
 		sa.handleAuthRequest(msg)
 	case h.Exchange == message.Informational && (sa.state == stateEstablished || sa.state == stateDeleting):
@@ -490,6 +497,8 @@ func (sa *ikeSA) destroy(reason error) {
 		}
 	}
 	sa.in, sa.out, sa.ke = nil, nil, nil
+	sa.inter = nil
+	sa.dropFollowups()
 	if wasUp {
 		m.stats.Deleted++
 		sa.info("IKE SA deleted", zap.String("reason", reason.Error()))

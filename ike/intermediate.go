@@ -1,0 +1,225 @@
+package ike
+
+import (
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/goipsec/goipsec/ike/ikecrypto"
+	"github.com/goipsec/goipsec/ike/kex"
+	"github.com/goipsec/goipsec/ike/message"
+	"github.com/goipsec/goipsec/ike/proposal"
+)
+
+// Hybrid key exchange during IKE SA setup (RFC 9242 and RFC 9370): when
+// both ends announce INTERMEDIATE_EXCHANGE_SUPPORTED in IKE_SA_INIT and the
+// selected proposal has additional key exchanges (ADDKE1..7, e.g.
+// ke1_mlkem768), the initiator runs one IKE_INTERMEDIATE exchange per
+// additional key exchange before IKE_AUTH, each carrying a KE payload.
+// After each, both ends update all keys: SKEYSEED(n) = prf(SK_d(n-1),
+// SK(n) | Ni | Nr). The exchanges are bound into the AUTH payloads by
+// IntAuth.
+
+// intermediate is the IKE_INTERMEDIATE state of an IKE SA being set up.
+type intermediate struct {
+	pending  []kex.ID     // additional key exchanges still to run, in order
+	ex       kex.Exchange // initiator: the exchange in flight
+	intAuthI []byte       // IntAuth_i of the exchanges so far
+	intAuthR []byte       // IntAuth_r
+	done     int          // IKE_INTERMEDIATE exchanges completed
+}
+
+// intAuth returns the IntAuth value for the AUTH payloads, nil when no
+// IKE_INTERMEDIATE exchange took place.
+func (sa *ikeSA) intAuth() []byte {
+	if sa.inter == nil || sa.inter.done == 0 {
+		return nil
+	}
+	return ikecrypto.IntAuth(sa.inter.intAuthI, sa.inter.intAuthR, sa.authMID)
+}
+
+// afterInit continues the initiator's setup after IKE_SA_INIT: the
+// additional key exchanges if any were selected, then IKE_AUTH.
+func (sa *ikeSA) afterInit(resp *message.Message) {
+	adds := proposal.AddKEs(sa.suite.AddKE)
+	if len(adds) == 0 {
+		sa.sendAuth()
+		return
+	}
+	if resp.Notify(message.IntermediateExchangeSupported) == nil {
+		sa.fail(errors.New("the responder selected additional key exchanges without announcing IKE_INTERMEDIATE support (INTERMEDIATE_EXCHANGE_SUPPORTED)"))
+		return
+	}
+	sa.inter = &intermediate{pending: adds}
+	sa.sendIntermediate()
+}
+
+// sendIntermediate sends the IKE_INTERMEDIATE request of the next
+// additional key exchange.
+func (sa *ikeSA) sendIntermediate() {
+	in := sa.inter
+	id := in.pending[0]
+	ex, err := kex.NewInitiator(id)
+	if err != nil {
+		sa.fail(fmt.Errorf("additional key exchange %s: %w", keName(uint16(id)), err))
+		return
+	}
+	in.ex = ex
+	ps := []message.Payload{&message.KE{Method: uint16(id), Data: ex.PublicValue()}}
+	sa.m.log.Debug("IKE_INTERMEDIATE: additional key exchange", sa.logFields(zap.String("method", keName(uint16(id))), zap.Int("round", in.done+1))...)
+	sa.enqueue(&request{exchange: message.IKEIntermediate,
+		build: func(mid uint32) ([]byte, error) {
+			wire, err := sa.seal(message.IKEIntermediate, mid, false, ps)
+			if err != nil {
+				return nil, err
+			}
+			oct, err := ikecrypto.IntAuthFromWire(wire, sa.out)
+			if err != nil {
+				return nil, fmt.Errorf("IntAuth of our IKE_INTERMEDIATE request: %w", err)
+			}
+			in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
+			return wire, nil
+		},
+		onResponse: sa.handleIntermediateResponse,
+		onTimeout:  func() { sa.fail(fmt.Errorf("IKE_INTERMEDIATE: %w", ErrTimeout)) }})
+}
+
+// handleIntermediateResponse completes one additional key exchange.
+func (sa *ikeSA) handleIntermediateResponse(msg *message.Message, raw []byte) {
+	in := sa.inter
+	if sa.state != stateInitSent || in == nil || in.ex == nil {
+		return
+	}
+	if n := firstError(msg); n != nil {
+		sa.fail(fmt.Errorf("the peer answered IKE_INTERMEDIATE with %v", n.NotifyType))
+		return
+	}
+	id := in.pending[0]
+	kep, _ := msg.Get(message.PayloadKE).(*message.KE)
+	if kep == nil || kex.ID(kep.Method) != id {
+		sa.fail(fmt.Errorf("INVALID_SYNTAX: the IKE_INTERMEDIATE response lacks the KE payload of %s", keName(uint16(id))))
+		return
+	}
+	secret, err := in.ex.SharedSecret(kep.Data)
+	in.ex = nil
+	if err != nil {
+		sa.fail(fmt.Errorf("the responder's %s KE payload: %w", keName(uint16(id)), err))
+		return
+	}
+	oct, err := ikecrypto.IntAuthFromWire(raw, sa.in)
+	if err != nil {
+		clear(secret)
+		sa.fail(fmt.Errorf("IntAuth of the IKE_INTERMEDIATE response: %w", err))
+		return
+	}
+	in.intAuthR = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pr, in.intAuthR, oct)
+	in.done++
+	in.pending = in.pending[1:]
+	if err := sa.updateKeys(secret); err != nil {
+		sa.fail(err)
+		return
+	}
+	if len(in.pending) > 0 {
+		sa.sendIntermediate()
+		return
+	}
+	sa.sendAuth()
+}
+
+// handleIntermediateRequest is the responder's IKE_INTERMEDIATE: it
+// answers the initiator's KE payload of the next additional key exchange
+// and updates the keys once the answer is out.
+func (sa *ikeSA) handleIntermediateRequest(msg *message.Message, raw []byte) {
+	in := sa.inter
+	bad := func(why string) {
+		sa.warn("IKE_INTERMEDIATE request refused: answering INVALID_SYNTAX", zap.String("reason", why))
+		sa.respond(message.IKEIntermediate, msg.MessageID, []message.Payload{message.NewNotify(message.InvalidSyntax, nil)})
+		sa.destroy(errors.New("IKE_INTERMEDIATE: " + why))
+	}
+	if in == nil {
+		bad("IKE_INTERMEDIATE was not negotiated (no INTERMEDIATE_EXCHANGE_SUPPORTED)")
+		return
+	}
+	oct, err := ikecrypto.IntAuthFromWire(raw, sa.in)
+	if err != nil {
+		bad("IntAuth: " + err.Error())
+		return
+	}
+	kep, _ := msg.Get(message.PayloadKE).(*message.KE)
+	var (
+		ps     []message.Payload
+		secret []byte
+	)
+	switch {
+	case len(in.pending) > 0:
+		id := in.pending[0]
+		if kep == nil || kex.ID(kep.Method) != id {
+			bad("the request lacks the KE payload of the selected " + keName(uint16(id)))
+			return
+		}
+		pub, s, err := kex.Respond(id, kep.Data)
+		if err != nil {
+			bad(err.Error())
+			return
+		}
+		secret = s
+		ps = []message.Payload{&message.KE{Method: uint16(id), Data: pub}}
+	case kep != nil:
+		bad("a KE payload after all selected key exchanges")
+		return
+	}
+	in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
+	sa.respond(message.IKEIntermediate, msg.MessageID, ps)
+	oct, err = ikecrypto.IntAuthFromWire(sa.lastResp, sa.out)
+	if err != nil {
+		clear(secret)
+		sa.destroy(fmt.Errorf("IntAuth of our IKE_INTERMEDIATE response: %w", err))
+		return
+	}
+	in.intAuthR = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pr, in.intAuthR, oct)
+	in.done++
+	if secret != nil {
+		in.pending = in.pending[1:]
+		if err := sa.updateKeys(secret); err != nil {
+			sa.errorf("IKE_INTERMEDIATE key update failed", zap.Error(err))
+			sa.destroy(err)
+		}
+	}
+}
+
+// updateKeys replaces the IKE SA's keys after an additional key exchange
+// with the shared secret (zeroed here), and zeroes the old keys.
+func (sa *ikeSA) updateKeys(secret []byte) error {
+	defer clear(secret)
+	s := &sa.suite.Suite
+	keys, skeyseed, err := ikecrypto.UpdateIKEKeys(s, sa.keys, secret, sa.ni, sa.nr, sa.spiI, sa.spiR)
+	if err != nil {
+		return fmt.Errorf("updating the IKE SA keys: %w", err)
+	}
+	defer clear(skeyseed)
+	ci, cr, err := ikecrypto.NewIKECiphers(s, keys)
+	if err != nil {
+		keys.Zero()
+		return fmt.Errorf("IKE SA ciphers: %w", err)
+	}
+	sa.keys.Zero()
+	sa.in.Zero()
+	sa.out.Zero()
+	sa.keys = keys
+	if sa.initiator {
+		sa.out, sa.in = ci, cr
+	} else {
+		sa.out, sa.in = cr, ci
+	}
+	sa.m.log.Debug("IKE SA keys updated after an additional key exchange", sa.logFields(zap.Int("round", sa.inter.done))...)
+	if h := sa.m.opts.KeyHook; h != nil {
+		name := ""
+		if sa.conn != nil {
+			name = sa.conn.Name
+		}
+		h(KeyMaterial{Connection: name, SPIi: sa.spiI, SPIr: sa.spiR, Initiator: sa.initiator,
+			Proposal: proposal.Format(sa.chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(keys)})
+	}
+	return nil
+}

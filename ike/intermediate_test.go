@@ -1,0 +1,346 @@
+package ike
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goipsec/goipsec/ike/message"
+)
+
+// exchanges counts the messages of each exchange type sent on the fake
+// network.
+func (n *fakeNet) exchanges() map[message.ExchangeType]int {
+	out := map[message.ExchangeType]int{}
+	for _, h := range n.sent() {
+		out[h.Exchange]++
+	}
+	return out
+}
+
+// lastIKEKeys returns the last IKE SA keys a peer derived.
+func (p *peer) lastIKEKeys(t *testing.T) *KeyMaterial {
+	t.Helper()
+	p.keyMu.Lock()
+	defer p.keyMu.Unlock()
+	for i := len(p.keys) - 1; i >= 0; i-- {
+		if p.keys[i].IKE != nil {
+			return &p.keys[i]
+		}
+	}
+	t.Fatal("no IKE keys derived")
+	return nil
+}
+
+func hybridSides(ike, esp []string) (side, side) {
+	return side{proposals: ike, esp: esp, localTS: []string{"10.1.0.0/24"}, remoteTS: []string{"10.2.0.0/24"}},
+		side{proposals: ike, esp: esp, localTS: []string{"10.2.0.0/24"}, remoteTS: []string{"10.1.0.0/24"}}
+}
+
+// TestHybridEstablish sets up IKE SAs with additional ML-KEM key exchanges
+// in IKE_INTERMEDIATE, started by either end.
+func TestHybridEstablish(t *testing.T) {
+	for _, tc := range []struct {
+		proposal      string
+		intermediates int
+	}{
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", 1},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem1024", 1},
+		{"aes128-sha256-prfsha256-ecp256-ke1_mlkem768", 1},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024", 2},
+		{"aes256gcm16-prfsha384-mlkem768", 0},
+		{"aes256gcm16-prfsha384-mlkem1024-ke1_x25519", 1},
+	} {
+		for _, by := range []string{"a", "b"} {
+			t.Run(tc.proposal+"/by="+by, func(t *testing.T) {
+				sa, sb := hybridSides([]string{tc.proposal}, []string{"aes256gcm16"})
+				p := newPair(t, sa, sb, Options{})
+				if by == "b" {
+					p.a, p.b = p.b, p.a
+				}
+				if err := p.initiate("conn"); err != nil {
+					t.Fatalf("initiate: %v\n--- a:\n%s--- b:\n%s", err, p.a.dumpLogs(), p.b.dumpLogs())
+				}
+				p.established(t)
+				for _, pp := range []*peer{p.a, p.b} {
+					sas := pp.m.IKESAs()
+					if len(sas) != 1 || sas[0].State != "ESTABLISHED" || sas[0].Proposal != tc.proposal {
+						t.Fatalf("IKE SAs %+v, want one established with %s", sas, tc.proposal)
+					}
+				}
+				ex := p.net.exchanges()
+				if ex[message.IKEIntermediate] != 2*tc.intermediates || ex[message.IKEAuth] != 2 {
+					t.Errorf("exchanges %v, want %d IKE_INTERMEDIATE messages", ex, 2*tc.intermediates)
+				}
+				// Both ends end with the same keys, and each additional
+				// key exchange changed them.
+				ka, kb := p.a.lastIKEKeys(t), p.b.lastIKEKeys(t)
+				if !bytes.Equal(ka.IKE.D, kb.IKE.D) || !bytes.Equal(ka.IKE.Ei, kb.IKE.Ei) || !bytes.Equal(ka.IKE.Pr, kb.IKE.Pr) {
+					t.Error("final IKE SA keys differ between the ends")
+				}
+				if n := len(p.a.keys); n < 2+tc.intermediates {
+					t.Errorf("%d key derivations at a, want %d", n, 2+tc.intermediates)
+				}
+				if tc.intermediates > 0 && bytes.Equal(p.a.keys[0].IKE.D, ka.IKE.D) {
+					t.Error("SK_d did not change after the additional key exchange")
+				}
+			})
+		}
+	}
+}
+
+// TestHybridFallback: a peer that does not propose additional key
+// exchanges gets a classic IKE SA when the other end allows one, and
+// NO_PROPOSAL_CHOSEN (no state left) when it insists.
+func TestHybridFallback(t *testing.T) {
+	const (
+		hybrid   = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+		classic  = "aes256gcm16-prfsha384-x25519"
+		optional = "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none"
+	)
+	for _, tc := range []struct {
+		name       string
+		a, b       []string
+		want       string // "" for NO_PROPOSAL_CHOSEN
+		intermedia int
+	}{
+		{"initiator offers fallback proposal", []string{hybrid, classic}, []string{classic}, classic, 0},
+		{"initiator ADDKE optional", []string{optional}, []string{classic}, classic, 0},
+		{"responder ADDKE optional", []string{classic}, []string{optional}, classic, 0},
+		{"responder prefers hybrid", []string{classic, hybrid}, []string{hybrid, classic}, hybrid, 1},
+		{"both optional", []string{optional}, []string{optional}, hybrid, 1},
+		{"initiator insists", []string{hybrid}, []string{classic}, "", 0},
+		{"responder insists", []string{classic}, []string{hybrid}, "", 0},
+		{"different ML-KEM", []string{hybrid}, []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem1024"}, "", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sa, sb := hybridSides(tc.a, []string{"aes256gcm16"})
+			sb.proposals = tc.b
+			p := newPair(t, sa, sb, Options{})
+			err := p.initiate("conn")
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "NO_PROPOSAL_CHOSEN") {
+					t.Fatalf("initiate: %v, want NO_PROPOSAL_CHOSEN", err)
+				}
+				p.a.noState(t, "initiator")
+				p.b.noState(t, "responder")
+				return
+			}
+			if err != nil {
+				t.Fatalf("initiate: %v\n--- a:\n%s--- b:\n%s", err, p.a.dumpLogs(), p.b.dumpLogs())
+			}
+			p.established(t)
+			for _, pp := range []*peer{p.a, p.b} {
+				if sas := pp.m.IKESAs(); len(sas) != 1 || sas[0].Proposal != tc.want {
+					t.Errorf("IKE SAs %+v, want %s", sas, tc.want)
+				}
+			}
+			if n := p.net.exchanges()[message.IKEIntermediate]; n != 2*tc.intermedia {
+				t.Errorf("%d IKE_INTERMEDIATE messages, want %d", n, 2*tc.intermedia)
+			}
+		})
+	}
+}
+
+// TestHybridNoIntermediateSupport: a responder never selects additional
+// key exchanges from an initiator that did not announce IKE_INTERMEDIATE
+// (here: the notification is stripped on the way, which then also breaks
+// AUTH, so the responder must have answered without ADDKE first).
+func TestHybridNoIntermediateSupport(t *testing.T) {
+	sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-x25519"}, []string{"aes256gcm16"})
+	p := newPair(t, sa, sb, Options{})
+	var chosen string
+	p.net.mutate = func(pk *packet) {
+		h, err := message.ParseHeader(pk.data)
+		if err != nil || h.Exchange != message.IKESAInit {
+			return
+		}
+		m, err := message.ParseMessage(pk.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.IsResponse() {
+			if s, ok := m.Get(message.PayloadSA).(*message.SA); ok {
+				chosen = fmt.Sprint(s.Proposals[0].Transforms)
+			}
+			return
+		}
+		var keep []message.Payload
+		for _, pl := range m.Payloads {
+			if n, ok := pl.(*message.Notify); ok && n.NotifyType == message.IntermediateExchangeSupported {
+				continue
+			}
+			keep = append(keep, pl)
+		}
+		m.Payloads = keep
+		if pk.data, err = m.Marshal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, err := p.a.m.Initiate("conn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.net.Pump()
+	<-done
+	if chosen == "" || strings.Contains(chosen, "ADDKE") {
+		t.Errorf("responder chose %q from an initiator without INTERMEDIATE_EXCHANGE_SUPPORTED", chosen)
+	}
+	if n := p.net.exchanges()[message.IKEIntermediate]; n != 0 {
+		t.Errorf("%d IKE_INTERMEDIATE messages", n)
+	}
+}
+
+// TestHybridIntermediateLost: a lost IKE_INTERMEDIATE response is
+// retransmitted from the responder's cache, sealed with the keys before the
+// update, and the exchange is processed once.
+func TestHybridIntermediateLost(t *testing.T) {
+	sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"}, []string{"aes256gcm16"})
+	p := newPair(t, sa, sb, Options{})
+	lost := dropFirst(1, func(h *message.Header, _ packet) bool { return h.Exchange == message.IKEIntermediate && h.IsResponse() })
+	lostReq := dropFirst(1, func(h *message.Header, _ packet) bool {
+		return h.Exchange == message.IKEIntermediate && !h.IsResponse() && h.MessageID == 2
+	})
+	p.net.drop = func(pk packet) bool { return lost(pk) || lostReq(pk) }
+	done, err := p.a.m.Initiate("conn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.net.Pump()
+	p.clock.Advance(DefaultRetransmitTimeout, p.net)
+	p.clock.Advance(DefaultRetransmitTimeout, p.net)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("not established\n--- a:\n%s--- b:\n%s", p.a.dumpLogs(), p.b.dumpLogs())
+	}
+	p.established(t)
+	if st := p.a.m.Stats(); st.Retransmits != 2 {
+		t.Errorf("%d retransmissions, want 2", st.Retransmits)
+	}
+}
+
+// TestHybridChildRekey rekeys a Child SA with PFS through x25519 plus
+// ML-KEM-768 in IKE_FOLLOWUP_KE, started by either end, and creates a
+// second Child SA the same way.
+func TestHybridChildRekey(t *testing.T) {
+	for _, esp := range []string{"aes256gcm16-x25519-ke1_mlkem768", "aes256gcm16-mlkem768", "aes256gcm16-x25519-ke1_mlkem1024-ke2_mlkem768"} {
+		for _, by := range []string{"a", "b"} {
+			t.Run(esp+"/by="+by, func(t *testing.T) {
+				sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"}, []string{esp})
+				p := newPair(t, sa, sb, Options{})
+				if err := p.initiate("conn"); err != nil {
+					t.Fatalf("initiate: %v\n--- a:\n%s--- b:\n%s", err, p.a.dumpLogs(), p.b.dumpLogs())
+				}
+				p.established(t)
+				p.a.inst.peer, p.b.inst.peer = p.b.inst, p.a.inst
+				a0, b0 := p.converged(t)
+				init := p.a
+				if by == "b" {
+					init = p.b
+				}
+				for round := range 2 {
+					before := p.net.exchanges()[message.IKEFollowupKE]
+					if n, err := init.m.Rekey("conn"); err != nil || n != 1 {
+						t.Fatalf("Rekey: %d, %v", n, err)
+					}
+					p.net.Pump()
+					p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+					a1, b1 := p.converged(t)
+					changed(t, a0, a1)
+					changed(t, b0, b1)
+					a0, b0 = a1, b1
+					want := 2 * strings.Count(esp, "-ke")
+					if got := p.net.exchanges()[message.IKEFollowupKE] - before; got != want {
+						t.Errorf("round %d: %d IKE_FOLLOWUP_KE messages, want %d", round, got, want)
+					}
+				}
+				for _, pp := range []*peer{p.a, p.b} {
+					if sas := pp.m.IKESAs(); len(sas) != 1 || len(sas[0].Children) != 1 || sas[0].Children[0].Proposal != esp+"-noesn" &&
+						!strings.HasPrefix(sas[0].Children[0].Proposal, "aes256gcm16-") {
+						t.Errorf("IKE SAs %+v", sas)
+					}
+					pp.m.mu.Lock()
+					for _, s := range pp.m.sas {
+						if len(s.followups) != 0 {
+							t.Errorf("%d IKE_FOLLOWUP_KE states left", len(s.followups))
+						}
+					}
+					pp.m.mu.Unlock()
+				}
+			})
+		}
+	}
+}
+
+// TestHybridChildRekeyRefused: the responder that insists on ML-KEM PFS
+// refuses a rekey without it; the Child SA stays up.
+func TestHybridChildRekeyRefused(t *testing.T) {
+	sa, sb := hybridSides(nil, []string{"aes256gcm16-x25519"})
+	sb.esp = []string{"aes256gcm16-x25519-ke1_mlkem768"}
+	p := newPair(t, sa, sb, Options{})
+	if err := p.initiate("conn"); err != nil {
+		t.Fatalf("initiate: %v", err)
+	}
+	p.established(t)
+	if n, err := p.a.m.Rekey("conn"); err != nil || n != 1 {
+		t.Fatalf("Rekey: %d, %v", n, err)
+	}
+	p.net.Pump()
+	if !p.b.logged("CREATE_CHILD_SA refused: answering with NO_PROPOSAL_CHOSEN") {
+		t.Errorf("responder log:\n%s", p.b.dumpLogs())
+	}
+	p.established(t)
+}
+
+// TestHybridIKERekey rekeys a hybrid IKE SA, with the additional key
+// exchange in IKE_FOLLOWUP_KE, started by either end.
+func TestHybridIKERekey(t *testing.T) {
+	for _, by := range []string{"a", "b"} {
+		t.Run("by="+by, func(t *testing.T) {
+			const prop = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+			sa, sb := hybridSides([]string{prop}, []string{"aes256gcm16-x25519-ke1_mlkem768"})
+			p := newPair(t, sa, sb, Options{})
+			if err := p.initiate("conn"); err != nil {
+				t.Fatalf("initiate: %v", err)
+			}
+			p.established(t)
+			p.a.inst.peer, p.b.inst.peer = p.b.inst, p.a.inst
+			init := p.a
+			if by == "b" {
+				init = p.b
+			}
+			i0, r0 := p.a.ikeSPIs(t)
+			for round := range 2 {
+				kBefore := init.lastIKEKeys(t).IKE.D
+				fBefore := p.net.exchanges()[message.IKEFollowupKE]
+				if n, err := init.m.RekeyIKE("conn"); err != nil || n != 1 {
+					t.Fatalf("RekeyIKE: %d, %v", n, err)
+				}
+				p.net.Pump()
+				i1, r1 := p.a.ikeSPIs(t)
+				if bi, br := p.b.ikeSPIs(t); bi != i1 || br != r1 || i1 == i0 || r1 == r0 {
+					t.Fatalf("round %d: IKE SPIs a %x/%x, b %x/%x, before %x/%x\n--- a:\n%s--- b:\n%s", round, i1, r1, bi, br, i0, r0, p.a.dumpLogs(), p.b.dumpLogs())
+				}
+				i0, r0 = i1, r1
+				if got := p.net.exchanges()[message.IKEFollowupKE] - fBefore; got != 2 {
+					t.Errorf("%d IKE_FOLLOWUP_KE messages, want 2", got)
+				}
+				ka, kb := p.a.lastIKEKeys(t), p.b.lastIKEKeys(t)
+				if !bytes.Equal(ka.IKE.D, kb.IKE.D) || bytes.Equal(ka.IKE.D, kBefore) || ka.Proposal != prop {
+					t.Errorf("rekeyed IKE keys differ between the ends or did not change (%s)", ka.Proposal)
+				}
+				// The new IKE SA works: a hybrid Child SA rekey over it.
+				p.a.m.Rekey("conn")
+				p.net.Pump()
+				p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+				p.converged(t)
+			}
+		})
+	}
+}
