@@ -70,9 +70,9 @@ type ikeSA struct {
 	out, in     *ikecrypto.Cipher // protect what we send, open what we receive
 	localID     message.Identity
 	remoteID    message.Identity
-	initContact bool // the peer sent INITIAL_CONTACT
-	inter       *intermediate // IKE_INTERMEDIATE negotiated (RFC 9242)
-	authMID     uint32        // Message ID of IKE_AUTH, part of IntAuth
+	initContact bool                 // the peer sent INITIAL_CONTACT
+	inter       *intermediate        // IKE_INTERMEDIATE negotiated (RFC 9242)
+	authMID     uint32               // Message ID of IKE_AUTH, part of IntAuth
 	followups   map[string]*followup // responder: IKE_FOLLOWUP_KE awaited (RFC 9370)
 
 	// Our requests: window of one.
