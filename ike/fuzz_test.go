@@ -70,3 +70,81 @@ func FuzzResponderInit(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResponderAddKE feeds a responder arbitrary payloads, properly
+// encrypted, in an IKE_INTERMEDIATE request of a half-open hybrid IKE SA
+// (followup false) or an IKE_FOLLOWUP_KE request of an established one. It
+// must never panic, answer the request, and keep at most the one IKE SA.
+func FuzzResponderAddKE(f *testing.F) {
+	seed := func(ps ...message.Payload) []byte {
+		first, plain, err := message.MarshalPayloads(ps)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return append([]byte{byte(first)}, plain...)
+	}
+	f.Add(seed(&message.KE{Method: 36, Data: make([]byte, 1184)}), false)
+	f.Add(seed(&message.KE{Method: 37, Data: make([]byte, 1568)}), false)
+	f.Add(seed(&message.KE{Method: 36, Data: make([]byte, 10)}), false)
+	f.Add(seed(), false)
+	f.Add(seed(message.NewNotify(message.AdditionalKeyExchange, []byte{1, 2, 3, 4, 5, 6, 7, 8}), &message.KE{Method: 36, Data: make([]byte, 1184)}), true)
+	f.Add(seed(message.NewNotify(message.AdditionalKeyExchange, nil)), true)
+	f.Fuzz(func(t *testing.T, data []byte, followup bool) {
+		if len(data) == 0 {
+			return
+		}
+		ps, err := message.ParsePayloads(message.PayloadType(data[0]), data[1:])
+		if err != nil {
+			return // parsing itself is FuzzDecrypt's and FuzzParseMessage's
+		}
+		const prop = "aes256gcm16-prfsha384-x25519-ke1_mlkem768"
+		p := newPair(t, side{proposals: []string{prop}, esp: []string{"aes256gcm16-x25519-ke1_mlkem768"}},
+			side{proposals: []string{prop}, esp: []string{"aes256gcm16-x25519-ke1_mlkem768"}}, Options{})
+		ex := message.IKEFollowupKE
+		if !followup {
+			ex = message.IKEIntermediate
+			p.net.drop = func(pk packet) bool {
+				h, err := message.ParseHeader(pk.data)
+				return err == nil && h.Exchange == message.IKEIntermediate
+			}
+			p.a.m.Initiate("conn")
+			p.net.Pump()
+		} else if err := p.initiate("conn"); err != nil {
+			t.Fatal(err)
+		}
+		p.net.drop = nil
+		p.a.m.mu.Lock()
+		var sa *ikeSA
+		for _, s := range p.a.m.sas {
+			sa = s
+		}
+		mid := sa.nextReqID
+		if !followup {
+			mid = 1
+		}
+		wire, err := sa.seal(ex, mid, false, ps)
+		p.a.m.mu.Unlock()
+		if err != nil {
+			return
+		}
+		before := len(p.net.log)
+		p.b.m.HandleMessage(wire, netip.AddrPortFrom(addrA, 4500), true)
+		if sas := p.b.m.IKESAs(); len(sas) > 1 {
+			t.Fatalf("responder state: %+v", sas)
+		}
+		answered := 0
+		for _, pk := range p.net.log[before:] {
+			h, err := message.ParseHeader(pk.data)
+			if err != nil || !h.IsResponse() || h.Exchange != ex || h.MessageID != mid {
+				t.Fatalf("bad answer: %v %+v", err, h)
+			}
+			answered++
+		}
+		if answered != 1 {
+			t.Fatalf("%d answers", answered)
+		}
+		p.a.m.Close()
+		p.b.m.Close()
+		p.b.noState(t, "responder")
+	})
+}
