@@ -57,7 +57,7 @@ func (sa *ikeSA) retryIKERekey(why string) {
 // busy reports whether exchanges are under way that an IKE SA rekey must
 // not overtake: requests of ours, or Child SA rekeys not finished.
 func (sa *ikeSA) busy() bool {
-	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy()
+	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy() || len(sa.followups) > 0
 }
 
 // childrenBusy reports Child SA rekeys not finished.
@@ -176,12 +176,21 @@ func (sa *ikeSA) handleIKERekeyResponse(n *ikeRekeyNeg, msg *message.Message) {
 	}
 	if adds := proposal.AddKEs(suite.AddKE); len(adds) > 0 {
 		// RFC 9370: the new IKE SA comes after the IKE_FOLLOWUP_KE
-		// exchanges, which keep the window busy meanwhile.
+		// exchanges; our rekey stays in flight meanwhile, so that a
+		// peer's rekey is seen as a collision.
+		sa.ikeRekey = n
+		sa.m.sas[n.spi] = sa
 		sa.runFollowups(adds, msg, secret, func(all []byte) {
+			sa.releaseIKERekey()
 			if sa.state == stateEstablished {
 				sa.finishIKERekey(n, spir, &chosen, suite, nonce.Data, clone(all), fail)
 			}
-		}, fail)
+		}, func(err error) {
+			sa.releaseIKERekey()
+			if sa.state == stateEstablished {
+				fail(err)
+			}
+		})
 		return
 	}
 	sa.finishIKERekey(n, spir, &chosen, suite, nonce.Data, secret, fail)

@@ -344,3 +344,69 @@ func TestHybridIKERekey(t *testing.T) {
 		})
 	}
 }
+
+// hybridRekeyPair is rekeyPair with ML-KEM-768 as additional key exchange
+// for the IKE SA and the Child SA's PFS.
+func hybridRekeyPair(t *testing.T) *pair {
+	t.Helper()
+	sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"}, []string{"aes256gcm16-x25519-ke1_mlkem768"})
+	p := newPair(t, sa, sb, Options{})
+	if err := p.initiate("conn"); err != nil {
+		t.Fatalf("initiate: %v", err)
+	}
+	p.established(t)
+	p.a.inst.peer, p.b.inst.peer = p.b.inst, p.a.inst
+	return p
+}
+
+// TestHybridRekeyCollisions: both ends rekey the Child SA, or the IKE SA,
+// at the same moment, with IKE_FOLLOWUP_KE exchanges interleaved: one SA
+// survives on both ends and works.
+func TestHybridRekeyCollisions(t *testing.T) {
+	t.Run("child", func(t *testing.T) {
+		p := hybridRekeyPair(t)
+		a0, b0 := p.converged(t)
+		for round := range 4 {
+			if n, _ := p.a.m.Rekey("conn"); n != 1 {
+				t.Fatal("a did not start a rekey")
+			}
+			if n, _ := p.b.m.Rekey("conn"); n != 1 {
+				t.Fatal("b did not start a rekey")
+			}
+			p.net.Pump()
+			p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+			a1, b1 := p.converged(t)
+			changed(t, a0, a1)
+			changed(t, b0, b1)
+			a0, b0 = a1, b1
+			_ = round
+		}
+		if !p.a.logged("collision") || !p.b.logged("collision") {
+			t.Error("no collision logged")
+		}
+	})
+	t.Run("ike", func(t *testing.T) {
+		p := hybridRekeyPair(t)
+		p.converged(t)
+		i0, _ := p.a.ikeSPIs(t)
+		for round := range 6 {
+			p.a.m.RekeyIKE("conn")
+			p.b.m.RekeyIKE("conn")
+			p.net.Pump()
+			p.clock.Advance(time.Minute, p.net)
+			i1, _ := p.a.ikeSPIs(t)
+			if bi, _ := p.b.ikeSPIs(t); bi != i1 || i1 == i0 {
+				t.Fatalf("round %d: IKE SPIs after the collision: a %x, b %x, before %x\n--- a:\n%s--- b:\n%s", round, i1, bi, i0, p.a.dumpLogs(), p.b.dumpLogs())
+			}
+			i0 = i1
+			p.converged(t)
+			p.b.m.Rekey("conn")
+			p.net.Pump()
+			p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+			p.converged(t)
+		}
+		if !p.a.logged("collision") && !p.b.logged("collision") {
+			t.Error("no IKE SA collision seen")
+		}
+	})
+}
