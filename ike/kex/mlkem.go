@@ -15,6 +15,10 @@ type mlkemExchange struct {
 	dk768     *mlkem.DecapsulationKey768
 	dk1024    *mlkem.DecapsulationKey1024
 	ct        []byte // responder: the ciphertext to send
+	// encap768 and encap1024, when set, replace the randomized
+	// encapsulation (deterministic known-answer tests).
+	encap768  func(*mlkem.EncapsulationKey768) (key, ct []byte)
+	encap1024 func(*mlkem.EncapsulationKey1024) (key, ct []byte)
 }
 
 func newMLKEM(m *Method, responder bool) (Exchange, error) {
@@ -81,13 +85,21 @@ func (e *mlkemExchange) SharedSecret(peer []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrPublicValue, e.m.Name, err)
 		}
-		k, e.ct = ek.Encapsulate()
+		if e.encap768 != nil {
+			k, e.ct = e.encap768(ek)
+		} else {
+			k, e.ct = ek.Encapsulate()
+		}
 	default:
 		ek, err := mlkem.NewEncapsulationKey1024(peer)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrPublicValue, e.m.Name, err)
 		}
-		k, e.ct = ek.Encapsulate()
+		if e.encap1024 != nil {
+			k, e.ct = e.encap1024(ek)
+		} else {
+			k, e.ct = ek.Encapsulate()
+		}
 	}
 	return k, nil
 }
