@@ -3,10 +3,12 @@ package ike
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/goipsec/goipsec/ike/ikecrypto"
 	"github.com/goipsec/goipsec/ike/message"
 )
 
@@ -409,4 +411,99 @@ func TestHybridRekeyCollisions(t *testing.T) {
 			t.Error("no IKE SA collision seen")
 		}
 	})
+}
+
+// TestIntermediateNotify: INTERMEDIATE_EXCHANGE_SUPPORTED goes out only
+// with proposals that have additional key exchanges, and the responder
+// echoes it.
+func TestIntermediateNotify(t *testing.T) {
+	for _, tc := range []struct {
+		a, b          string
+		wantReq, resp bool
+	}{
+		{"aes256gcm16-prfsha384-x25519", "aes256gcm16-prfsha384-x25519", false, false},
+		{"aes256gcm16-prfsha384-mlkem768", "aes256gcm16-prfsha384-mlkem768", false, false},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-prfsha384-x25519-ke1_mlkem768", true, true},
+		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke1_none", "aes256gcm16-prfsha384-x25519", true, true},
+	} {
+		sa, sb := hybridSides([]string{tc.a}, []string{"aes256gcm16"})
+		sb.proposals = []string{tc.b}
+		p := newPair(t, sa, sb, Options{})
+		if err := p.initiate("conn"); err != nil {
+			t.Fatalf("%s: %v", tc.a, err)
+		}
+		p.net.mu.Lock()
+		for _, pk := range p.net.log {
+			m, err := message.ParseMessage(pk.data)
+			if err != nil || m.Exchange != message.IKESAInit {
+				continue
+			}
+			got := m.Notify(message.IntermediateExchangeSupported) != nil
+			want := tc.wantReq
+			if m.IsResponse() {
+				want = tc.resp
+			}
+			if got != want {
+				t.Errorf("%s: IKE_SA_INIT response=%v carries INTERMEDIATE_EXCHANGE_SUPPORTED: %v, want %v", tc.a, m.IsResponse(), got, want)
+			}
+		}
+		p.net.mu.Unlock()
+	}
+}
+
+// TestIntermediateRefused: the responder answers INVALID_SYNTAX and
+// forgets the half-open IKE SA when the initiator's IKE_INTERMEDIATE lacks
+// the selected key exchange, or IKE_AUTH comes before it.
+func TestIntermediateRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ex   message.ExchangeType
+		ps   []message.Payload
+	}{
+		{"wrong method", message.IKEIntermediate, []message.Payload{&message.KE{Method: 37, Data: make([]byte, 1568)}}},
+		{"no KE", message.IKEIntermediate, nil},
+		{"bad KE data", message.IKEIntermediate, []message.Payload{&message.KE{Method: 36, Data: make([]byte, 1183)}}},
+		{"IKE_AUTH first", message.IKEAuth, []message.Payload{&message.IDi{Identity: message.FQDNIdentity("a.example.org")},
+			&message.Auth{Method: message.AuthSharedKey, Data: make([]byte, 48)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"}, []string{"aes256gcm16"})
+			p := newPair(t, sa, sb, Options{})
+			p.net.drop = func(pk packet) bool {
+				h, err := message.ParseHeader(pk.data)
+				return err == nil && h.Exchange == message.IKEIntermediate
+			}
+			if _, err := p.a.m.Initiate("conn"); err != nil {
+				t.Fatal(err)
+			}
+			p.net.Pump()
+			p.net.drop = nil
+			if sas := p.b.m.IKESAs(); len(sas) != 1 || sas[0].State != "HALF_OPEN" {
+				t.Fatalf("responder: %+v", sas)
+			}
+			p.a.m.mu.Lock()
+			var ini *ikeSA
+			for _, s := range p.a.m.sas {
+				ini = s
+			}
+			wire, err := ini.seal(tc.ex, 1, false, tc.ps)
+			p.a.m.mu.Unlock()
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := len(p.net.log)
+			p.b.m.HandleMessage(wire, netip.AddrPortFrom(addrA, 4500), true)
+			if len(p.net.log) != before+1 {
+				t.Fatalf("%d answers", len(p.net.log)-before)
+			}
+			resp, err := ikecrypto.Decrypt(p.net.log[before].data, ini.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := firstError(resp); n == nil || n.NotifyType != message.InvalidSyntax {
+				t.Errorf("answer %v, want INVALID_SYNTAX", resp.Payloads)
+			}
+			p.b.noState(t, "responder")
+		})
+	}
 }

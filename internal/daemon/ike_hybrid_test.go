@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goipsec/goipsec/ike/message"
+	"github.com/goipsec/goipsec/ike/proposal"
 )
 
 // hybridPair starts two netstack daemons over loopback with the given
@@ -16,13 +19,20 @@ func hybridPair(t *testing.T, ikeA, ikeB, esp, init string) *ikeDaemons {
 		id: "a.example.org", peerID: "b.example.org", tunAddr: "10.98.0.1", peerTun: "10.98.0.2", start: "start", psk: "pq secret"}
 	b := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pb, remotePort: pa, ike: ikeB, esp: esp,
 		id: "b.example.org", peerID: "a.example.org", tunAddr: "10.98.0.2", peerTun: "10.98.0.1", start: "none", psk: "pq secret"}
-	switch init {
-	case "b":
-		a.start, b.start = "none", "start"
-	case "none":
+	if init != "a" {
 		a.start = "none"
 	}
-	return startDaemons(t, a, b)
+	p := startDaemons(t, a, b)
+	if init == "b" {
+		// Once both listen: b started first would wait for a
+		// retransmission.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := p.b.Initiate(ctx, "link"); err != nil {
+			t.Fatalf("initiate from b: %v", err)
+		}
+	}
+	return p
 }
 
 // ikeSPIs returns the SPIs of d's single IKE SA.
@@ -43,6 +53,7 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 	for _, tc := range []struct{ ike, esp string }{
 		{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768"},
 		{"aes256gcm16-prfsha384-x25519-ke1_mlkem1024", "aes256gcm16-x25519-ke1_mlkem1024"},
+		{"aes256gcm16-prfsha384-mlkem768", "aes256gcm16-mlkem768"},
 	} {
 		for _, init := range []string{"a", "b"} {
 			t.Run(tc.ike+"/init="+init, func(t *testing.T) {
@@ -53,6 +64,9 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 					if _, _, prop := ikeSPIs(t, d); prop != tc.ike {
 						t.Fatalf("IKE SA proposal %q, want %q", prop, tc.ike)
 					}
+				}
+				if sas := p.a.IKE().IKESAs(); len(sas) != 1 || sas[0].Initiator != (init == "a") {
+					t.Errorf("a's IKE SA %+v: the initiator should be %s", sas, init)
 				}
 				exchange(t, p, 256<<10)
 
@@ -70,7 +84,11 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 					time.Sleep(10 * time.Millisecond)
 				}
 				sas := p.a.IKE().IKESAs()
-				if len(sas) != 1 || len(sas[0].Children) != 1 || sas[0].Children[0].Proposal != strings.Replace(tc.esp, "-ke1", "-noesn-ke1", 1) {
+				wantESP, err := proposal.Parse(message.ProtoESP, tc.esp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(sas) != 1 || len(sas[0].Children) != 1 || sas[0].Children[0].Proposal != proposal.Format(&wantESP) {
 					t.Errorf("after the Child SA rekey: %+v", sas)
 				}
 				exchange(t, p, 256<<10)
