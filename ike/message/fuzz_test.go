@@ -28,6 +28,27 @@ func FuzzParseMessage(f *testing.F) {
 	for _, s := range strongSwanSeeds(f) {
 		f.Add(s)
 	}
+	// RFC 9242/9370: an IKE_SA_INIT with additional key exchange
+	// transforms and INTERMEDIATE_EXCHANGE_SUPPORTED, an IKE_INTERMEDIATE
+	// and an IKE_FOLLOWUP_KE as their inner payloads would be.
+	for _, sm := range []*Message{
+		{SPIi: 1, Exchange: IKESAInit, Flags: FlagInitiator, Payloads: []Payload{
+			&SA{Proposals: []Proposal{{Number: 1, Protocol: ProtoIKE, Transforms: []Transform{{Type: TransformEncr, ID: 20, KeyLength: 256},
+				{Type: TransformPRF, ID: 6}, {Type: TransformKE, ID: 31}, {Type: TransformAddKE1, ID: 36}, {Type: TransformAddKE1, ID: 0},
+				{Type: TransformAddKE1 + 1, ID: 37}}}}},
+			&KE{Method: 31, Data: bytes.Repeat([]byte{1}, 32)}, &Nonce{Data: bytes.Repeat([]byte{2}, 32)},
+			NewNotify(IntermediateExchangeSupported, nil)}},
+		{SPIi: 1, SPIr: 2, Exchange: IKEIntermediate, Flags: FlagInitiator, MessageID: 1, Payloads: []Payload{
+			&KE{Method: 36, Data: bytes.Repeat([]byte{3}, 1184)}}},
+		{SPIi: 1, SPIr: 2, Exchange: IKEFollowupKE, Flags: FlagResponse, MessageID: 3, Payloads: []Payload{
+			NewNotify(AdditionalKeyExchange, []byte{1, 2, 3, 4, 5, 6, 7, 8}), &KE{Method: 37, Data: bytes.Repeat([]byte{4}, 1568)}}},
+	} {
+		w, err := sm.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(w)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseMessage(data)
 		if err != nil {
