@@ -44,6 +44,11 @@ func (sa *ikeSA) intAuth() []byte {
 func (sa *ikeSA) afterInit(resp *message.Message) {
 	adds := proposal.AddKEs(sa.suite.AddKE)
 	if len(adds) == 0 {
+		if proposal.HasAddKE(sa.offered) {
+			sa.info("the responder chose a proposal without an additional key exchange (no post-quantum key exchange)",
+				zap.String("proposal", proposal.Format(sa.chosen)),
+				zap.Bool("peer_supports_intermediate", resp.Notify(message.IntermediateExchangeSupported) != nil))
+		}
 		sa.sendAuth()
 		return
 	}

@@ -142,6 +142,9 @@ func TestHybridFallback(t *testing.T) {
 			if n := p.net.exchanges()[message.IKEIntermediate]; n != 2*tc.intermedia {
 				t.Errorf("%d IKE_INTERMEDIATE messages, want %d", n, 2*tc.intermedia)
 			}
+			if fellBack := p.a.logged("without an additional key exchange"); fellBack != (tc.intermedia == 0 && tc.want != tc.a[0] && strings.Contains(tc.a[0], "ke1_")) {
+				t.Errorf("fallback logged: %v\n%s", fellBack, p.a.dumpLogs())
+			}
 		})
 	}
 }
