@@ -211,7 +211,9 @@ func (sa *ikeSA) sendFollowup(f *followupNeg) {
 		clear(f.secrets)
 	}, func() {
 		clear(f.secrets)
-		f.fail(fmt.Errorf("IKE_FOLLOWUP_KE: %w", ErrTimeout))
+		err := fmt.Errorf("IKE_FOLLOWUP_KE: %w", ErrTimeout)
+		f.fail(err)
+		sa.peerDead(err)
 	})
 }
 

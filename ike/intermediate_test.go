@@ -510,3 +510,59 @@ func TestIntermediateRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestHybridFollowupLost: a lost IKE_FOLLOWUP_KE response is answered
+// again from the responder's cache; a responder whose initiator never
+// continues drops the pending Child SA and its SPI after a while.
+func TestHybridFollowupLost(t *testing.T) {
+	t.Run("response lost", func(t *testing.T) {
+		p := hybridRekeyPair(t)
+		a0, b0 := p.converged(t)
+		p.net.drop = dropFirst(1, func(h *message.Header, _ packet) bool { return h.Exchange == message.IKEFollowupKE && h.IsResponse() })
+		p.a.m.Rekey("conn")
+		p.net.Pump()
+		p.clock.Advance(DefaultRetransmitTimeout, p.net)
+		p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+		a1, b1 := p.converged(t)
+		changed(t, a0, a1)
+		changed(t, b0, b1)
+		if st := p.a.m.Stats(); st.Retransmits != 1 || !p.b.logged("retransmitted request: resending our response") || p.b.logged("STATE_NOT_FOUND") {
+			t.Errorf("%d retransmissions; responder log:\n%s", st.Retransmits, p.b.dumpLogs())
+		}
+	})
+	t.Run("initiator gone", func(t *testing.T) {
+		p := hybridRekeyPair(t)
+		p.converged(t)
+		p.net.drop = func(pk packet) bool {
+			h, err := message.ParseHeader(pk.data)
+			return err == nil && h.Exchange == message.IKEFollowupKE
+		}
+		p.a.m.Rekey("conn")
+		p.net.Pump()
+		p.b.m.mu.Lock()
+		pending, reserved := 0, len(p.b.m.reserved)
+		for _, s := range p.b.m.sas {
+			pending += len(s.followups)
+		}
+		p.b.m.mu.Unlock()
+		if pending != 1 || reserved != 1 {
+			t.Fatalf("responder: %d followups, %d reserved SPIs; want 1, 1", pending, reserved)
+		}
+		p.clock.Advance(followupTimeout+time.Second, p.net)
+		p.b.m.mu.Lock()
+		pending, reserved = 0, len(p.b.m.reserved)
+		for _, s := range p.b.m.sas {
+			pending += len(s.followups)
+		}
+		p.b.m.mu.Unlock()
+		if pending != 0 || reserved != 0 {
+			t.Errorf("after the timeout: %d followups, %d reserved SPIs", pending, reserved)
+		}
+		if !p.b.logged("did not continue with IKE_FOLLOWUP_KE") {
+			t.Error("not logged")
+		}
+		// The initiator gives up on the silent peer.
+		p.clock.Advance(10*time.Minute, p.net)
+		p.a.noState(t, "initiator")
+	})
+}
