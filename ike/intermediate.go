@@ -72,22 +72,40 @@ func (sa *ikeSA) sendIntermediate() {
 	}
 	in.ex = ex
 	ps := []message.Payload{&message.KE{Method: uint16(id), Data: ex.PublicValue()}}
+	// Nothing else is sent before IKE_AUTH: the request goes out now,
+	// with the next message ID.
+	if sa.pending != nil || len(sa.queued) > 0 {
+		sa.fail(errors.New("IKE_INTERMEDIATE: another request is in flight"))
+		return
+	}
+	oct, err := sa.intAuthSent(message.IKEIntermediate, sa.nextReqID, false, ps)
+	if err != nil {
+		sa.fail(err)
+		return
+	}
+	in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
 	sa.m.log.Debug("IKE_INTERMEDIATE: additional key exchange", sa.logFields(zap.String("method", keName(uint16(id))), zap.Int("round", in.done+1))...)
-	sa.enqueue(&request{exchange: message.IKEIntermediate,
-		build: func(mid uint32) ([]byte, error) {
-			wire, err := sa.seal(message.IKEIntermediate, mid, false, ps)
-			if err != nil {
-				return nil, err
-			}
-			oct, err := ikecrypto.IntAuthFromWire(wire, sa.out)
-			if err != nil {
-				return nil, fmt.Errorf("IntAuth of our IKE_INTERMEDIATE request: %w", err)
-			}
-			in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
-			return wire, nil
-		},
-		onResponse: sa.handleIntermediateResponse,
-		onTimeout:  func() { sa.fail(fmt.Errorf("IKE_INTERMEDIATE: %w", ErrTimeout)) }})
+	sa.sendRequest(message.IKEIntermediate, ps, sa.handleIntermediateResponse,
+		func() { sa.fail(fmt.Errorf("IKE_INTERMEDIATE: %w", ErrTimeout)) })
+}
+
+// intAuthSent returns the IntAuth octets of a message we send.
+func (sa *ikeSA) intAuthSent(ex message.ExchangeType, mid uint32, response bool, ps []message.Payload) ([]byte, error) {
+	oct, err := ikecrypto.IntAuthOfMessage(&message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: ex, Flags: sa.flags(response), MessageID: mid, Payloads: ps})
+	if err != nil {
+		return nil, fmt.Errorf("IntAuth of our %v message: %w", ex, err)
+	}
+	return oct, nil
+}
+
+// intAuthReceived returns the IntAuth octets of a message the peer sent:
+// from the datagram as received when one carried it whole, else (raw nil,
+// or a fragment: reassembled) from its payloads.
+func (sa *ikeSA) intAuthReceived(msg *message.Message, raw []byte) ([]byte, error) {
+	if h, err := message.ParseHeader(raw); err == nil && h.NextPayload == message.PayloadSK {
+		return ikecrypto.IntAuthFromWire(raw, sa.in)
+	}
+	return ikecrypto.IntAuthOfMessage(msg)
 }
 
 // handleIntermediateResponse completes one additional key exchange.
@@ -112,7 +130,7 @@ func (sa *ikeSA) handleIntermediateResponse(msg *message.Message, raw []byte) {
 		sa.fail(fmt.Errorf("the responder's %s KE payload: %w", keName(uint16(id)), err))
 		return
 	}
-	oct, err := ikecrypto.IntAuthFromWire(raw, sa.in)
+	oct, err := sa.intAuthReceived(msg, raw)
 	if err != nil {
 		clear(secret)
 		sa.fail(fmt.Errorf("IntAuth of the IKE_INTERMEDIATE response: %w", err))
@@ -146,7 +164,7 @@ func (sa *ikeSA) handleIntermediateRequest(msg *message.Message, raw []byte) {
 		bad("IKE_INTERMEDIATE was not negotiated (no INTERMEDIATE_EXCHANGE_SUPPORTED)")
 		return
 	}
-	oct, err := ikecrypto.IntAuthFromWire(raw, sa.in)
+	oct, err := sa.intAuthReceived(msg, raw)
 	if err != nil {
 		bad("IntAuth: " + err.Error())
 		return
@@ -174,15 +192,15 @@ func (sa *ikeSA) handleIntermediateRequest(msg *message.Message, raw []byte) {
 		bad("a KE payload after all selected key exchanges")
 		return
 	}
-	in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
-	sa.respond(message.IKEIntermediate, msg.MessageID, ps)
-	oct, err = ikecrypto.IntAuthFromWire(sa.lastResp, sa.out)
+	octR, err := sa.intAuthSent(message.IKEIntermediate, msg.MessageID, true, ps)
 	if err != nil {
 		clear(secret)
-		sa.destroy(fmt.Errorf("IntAuth of our IKE_INTERMEDIATE response: %w", err))
+		bad(err.Error())
 		return
 	}
-	in.intAuthR = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pr, in.intAuthR, oct)
+	in.intAuthI = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pi, in.intAuthI, oct)
+	in.intAuthR = ikecrypto.NextIntAuth(sa.suite.PRF, sa.keys.Pr, in.intAuthR, octR)
+	sa.respond(message.IKEIntermediate, msg.MessageID, ps)
 	in.done++
 	if secret != nil {
 		in.pending = in.pending[1:]

@@ -56,6 +56,27 @@ func IntAuthFromWire(wire []byte, c *Cipher) ([]byte, error) {
 	return IntAuthOctets(wire[:split-message.GenericHeaderLen], sk.NextPayload, plain)
 }
 
+// IntAuthOfMessage returns IntAuthOctets of the encrypted message m would
+// be, all its payloads inside the Encrypted payload, without encrypting it:
+// for the messages we send, and for a received message reassembled from
+// fragments (RFC 9242 section 3.3.2 computes IntAuth as if the message was
+// not fragmented). It re-encodes the payloads, so for a received message
+// the single datagram with IntAuthFromWire is exact where it exists.
+func IntAuthOfMessage(m *message.Message) ([]byte, error) {
+	first, plain, err := message.MarshalPayloads(m.Payloads)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	h := make([]byte, 0, message.HeaderLen)
+	h = binary.BigEndian.AppendUint64(h, m.SPIi)
+	h = binary.BigEndian.AppendUint64(h, m.SPIr)
+	h = append(h, byte(message.PayloadSK), message.Version, byte(m.Exchange), byte(m.Flags))
+	h = binary.BigEndian.AppendUint32(h, m.MessageID)
+	h = binary.BigEndian.AppendUint32(h, 0) // set by IntAuthOctets
+	return IntAuthOctets(h, first, plain)
+}
+
 // NextIntAuth chains one IKE_INTERMEDIATE message into IntAuth (RFC 9242
 // section 3.3.2): IntAuth_n = prf(SK_p(n), IntAuth_(n-1) | octets), with
 // prev empty for the first exchange. skp is SK_pi for the initiator's

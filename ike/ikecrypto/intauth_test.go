@@ -67,6 +67,32 @@ func TestIntAuthOctets(t *testing.T) {
 	}
 }
 
+// TestIntAuthOfMessage: the octets computed from a message's payloads (our
+// own messages, reassembled ones) are those of the message as sent.
+func TestIntAuthOfMessage(t *testing.T) {
+	for _, m := range []*message.Message{
+		intermediateMessage(1),
+		{SPIi: 1, SPIr: 2, Exchange: message.IKEIntermediate, Flags: message.FlagResponse, MessageID: 2},
+		{SPIi: 1, SPIr: 2, Exchange: message.IKEFollowupKE, MessageID: 7, Payloads: []message.Payload{
+			message.NewNotify(message.AdditionalKeyExchange, []byte{1, 2, 3}), &message.KE{Method: 37, Data: make([]byte, 1568)}}},
+	} {
+		want, err := IntAuthOfMessage(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range fuzzCiphers(t) {
+			wire, err := Encrypt(m, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := IntAuthFromWire(wire, c)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%v %s: octets from the wire differ from those of the payloads (%v)", m.Exchange, c.Encr().Name, err)
+			}
+		}
+	}
+}
+
 func mustMarshal(t *testing.T, m *message.Message) []byte {
 	t.Helper()
 	b, err := m.Marshal()
