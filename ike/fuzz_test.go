@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/goipsec/goipsec/ike/ikecrypto"
 	"github.com/goipsec/goipsec/ike/message"
 )
 
@@ -122,7 +123,7 @@ func FuzzResponderAddKE(f *testing.F) {
 		if !followup {
 			mid = 1
 		}
-		wire, err := sa.seal(ex, mid, false, ps)
+		wire, err := ikecrypto.Encrypt(&message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: ex, Flags: sa.flags(false), MessageID: mid, Payloads: ps}, sa.out)
 		p.a.m.mu.Unlock()
 		if err != nil {
 			return
