@@ -28,6 +28,21 @@ type intermediate struct {
 	intAuthI []byte       // IntAuth_i of the exchanges so far
 	intAuthR []byte       // IntAuth_r
 	done     int          // IKE_INTERMEDIATE exchanges completed
+	next     *updatedKeys // responder: keys to use from the next request on
+}
+
+// updatedKeys are an IKE SA's keys after an additional key exchange.
+type updatedKeys struct {
+	keys     *ikecrypto.IKEKeys
+	in, out  *ikecrypto.Cipher
+	skeyseed []byte
+}
+
+func (u *updatedKeys) zero() {
+	u.keys.Zero()
+	u.in.Zero()
+	u.out.Zero()
+	clear(u.skeyseed)
 }
 
 // intAuth returns the IntAuth value for the AUTH payloads, nil when no
@@ -203,38 +218,81 @@ func (sa *ikeSA) handleIntermediateRequest(msg *message.Message, raw []byte) {
 	sa.respond(message.IKEIntermediate, msg.MessageID, ps)
 	in.done++
 	if secret != nil {
+		// The new keys apply from the initiator's next request on: until
+		// then a retransmission of this one (or of its fragments) still
+		// authenticates with the old keys.
 		in.pending = in.pending[1:]
-		if err := sa.updateKeys(secret); err != nil {
+		u, err := sa.deriveUpdate(secret)
+		if err != nil {
 			sa.errorf("IKE_INTERMEDIATE key update failed", zap.Error(err))
 			sa.destroy(err)
+			return
 		}
+		in.next = u
 	}
+}
+
+// applyKeyUpdate switches the responder to the keys of the last additional
+// key exchange, if not done yet: called for each new request.
+func (sa *ikeSA) applyKeyUpdate() {
+	if sa.inter == nil || sa.inter.next == nil {
+		return
+	}
+	u := sa.inter.next
+	sa.inter.next = nil
+	sa.useKeys(u)
+}
+
+// dropIntermediate forgets the IKE_INTERMEDIATE state and zeroes keys not
+// applied yet.
+func (sa *ikeSA) dropIntermediate() {
+	if sa.inter != nil && sa.inter.next != nil {
+		sa.inter.next.zero()
+	}
+	sa.inter = nil
 }
 
 // updateKeys replaces the IKE SA's keys after an additional key exchange
 // with the shared secret (zeroed here), and zeroes the old keys.
 func (sa *ikeSA) updateKeys(secret []byte) error {
+	u, err := sa.deriveUpdate(secret)
+	if err != nil {
+		return err
+	}
+	sa.useKeys(u)
+	return nil
+}
+
+// deriveUpdate computes the keys after an additional key exchange with the
+// shared secret (zeroed here).
+func (sa *ikeSA) deriveUpdate(secret []byte) (*updatedKeys, error) {
 	defer clear(secret)
 	s := &sa.suite.Suite
 	keys, skeyseed, err := ikecrypto.UpdateIKEKeys(s, sa.keys, secret, sa.ni, sa.nr, sa.spiI, sa.spiR)
 	if err != nil {
-		return fmt.Errorf("updating the IKE SA keys: %w", err)
+		return nil, fmt.Errorf("updating the IKE SA keys: %w", err)
 	}
-	defer clear(skeyseed)
 	ci, cr, err := ikecrypto.NewIKECiphers(s, keys)
 	if err != nil {
 		keys.Zero()
-		return fmt.Errorf("IKE SA ciphers: %w", err)
+		clear(skeyseed)
+		return nil, fmt.Errorf("IKE SA ciphers: %w", err)
 	}
+	u := &updatedKeys{keys: keys, skeyseed: skeyseed, out: ci, in: cr}
+	if !sa.initiator {
+		u.out, u.in = cr, ci
+	}
+	return u, nil
+}
+
+// useKeys makes u the IKE SA's keys and zeroes the old ones.
+func (sa *ikeSA) useKeys(u *updatedKeys) {
+	defer clear(u.skeyseed)
 	sa.keys.Zero()
 	sa.in.Zero()
 	sa.out.Zero()
-	sa.keys = keys
-	if sa.initiator {
-		sa.out, sa.in = ci, cr
-	} else {
-		sa.out, sa.in = cr, ci
-	}
+	sa.keys, sa.in, sa.out = u.keys, u.in, u.out
+	keys, skeyseed := u.keys, u.skeyseed
 	sa.m.log.Debug("IKE SA keys updated after an additional key exchange", sa.logFields(zap.Int("round", sa.inter.done))...)
 	if h := sa.m.opts.KeyHook; h != nil {
 		name := ""
@@ -244,5 +302,4 @@ func (sa *ikeSA) updateKeys(secret []byte) error {
 		h(KeyMaterial{Connection: name, SPIi: sa.spiI, SPIr: sa.spiR, Initiator: sa.initiator,
 			Proposal: proposal.Format(sa.chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(keys)})
 	}
-	return nil
 }

@@ -614,3 +614,51 @@ func BenchmarkHybridEstablish(b *testing.B) {
 		})
 	}
 }
+
+// TestIntermediateResponderKeepsKeys: the responder switches to the keys of
+// an additional key exchange only with the initiator's next request, so a
+// retransmitted IKE_INTERMEDIATE request (or a fragment of it, which is
+// authenticated before the cached answer goes out) still opens.
+func TestIntermediateResponderKeepsKeys(t *testing.T) {
+	sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"}, []string{"aes256gcm16"})
+	p := newPair(t, sa, sb, Options{})
+	var req []byte
+	p.net.drop = func(pk packet) bool {
+		h, err := message.ParseHeader(pk.data)
+		if err != nil || h.Exchange != message.IKEIntermediate {
+			return false
+		}
+		if !h.IsResponse() && req == nil {
+			req = pk.data
+		}
+		return h.IsResponse() && h.MessageID == 1 && p.net.dropped == 0
+	}
+	done, err := p.a.m.Initiate("conn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.net.Pump()
+	p.b.m.mu.Lock()
+	var resp *ikeSA
+	for _, s := range p.b.m.sas {
+		resp = s
+	}
+	_, errOld := ikecrypto.Decrypt(req, resp.in)
+	pendingUpdate := resp.inter != nil && resp.inter.next != nil
+	p.b.m.mu.Unlock()
+	if errOld != nil || !pendingUpdate {
+		t.Fatalf("after answering: the request opens with the responder's keys: %v; update pending: %v", errOld, pendingUpdate)
+	}
+	p.clock.Advance(DefaultRetransmitTimeout, p.net)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	p.established(t)
+	p.b.m.mu.Lock()
+	defer p.b.m.mu.Unlock()
+	for _, s := range p.b.m.sas {
+		if _, err := ikecrypto.Decrypt(req, s.in); err == nil {
+			t.Error("the responder still uses the keys from before the update")
+		}
+	}
+}

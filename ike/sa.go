@@ -340,6 +340,7 @@ func (sa *ikeSA) receive(b []byte, h *message.Header, from netip.AddrPort, natt 
 		m.drop(from, "request outside the window", fmt.Errorf("%v msgid %d, want %d", h.Exchange, h.MessageID, sa.nextPeerID))
 		return
 	}
+	sa.applyKeyUpdate()
 	msg, authentic, err := sa.decrypt(b)
 	if err != nil {
 		if !authentic {
@@ -497,7 +498,7 @@ func (sa *ikeSA) destroy(reason error) {
 		}
 	}
 	sa.in, sa.out, sa.ke = nil, nil, nil
-	sa.inter = nil
+	sa.dropIntermediate()
 	sa.dropFollowups()
 	if wasUp {
 		m.stats.Deleted++
