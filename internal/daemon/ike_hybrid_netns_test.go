@@ -46,9 +46,9 @@ func fragCreates(t *testing.T, ns *interop.Netns) int {
 // TestIKEDaemonsHybridNetns runs two goipsec daemons in their own network
 // namespaces over a veth with an MTU of 1280, on the standard ports, with
 // x25519 + ML-KEM-1024: the IKE_INTERMEDIATE messages (a 1568-octet KE
-// payload each) exceed the MTU and cross as IP fragments (goipsec has no
-// IKE fragmentation yet), traffic flows through the Child SA, and a Child
-// SA rekey with ML-KEM-1024 PFS in IKE_FOLLOWUP_KE works.
+// payload each) exceed the MTU (they cross as IP fragments, or IKE
+// fragments where those are on), traffic flows through the Child SA, and a
+// Child SA rekey with ML-KEM-1024 PFS in IKE_FOLLOWUP_KE works.
 func TestIKEDaemonsHybridNetns(t *testing.T) {
 	tp := interop.NewTopology(t, interop.TopologyOptions{})
 	tp.Left.IP(t, "link", "set", "dev", tp.LeftDev, "mtu", "1280")
@@ -90,9 +90,10 @@ func TestIKEDaemonsHybridNetns(t *testing.T) {
 			t.Fatalf("IKE SA proposal %q, want %q", got, prop)
 		}
 	}
-	if n := fragCreates(t, tp.Left) + fragCreates(t, tp.Right) - fragsBefore; n < 4 {
-		t.Errorf("%d IP fragments made: the IKE_INTERMEDIATE messages should have needed them", n)
-	}
+	// Without IKE fragmentation the IKE_INTERMEDIATE messages (over 1600
+	// octets with ML-KEM-1024) cross as IP fragments; with it, fewer or
+	// none.
+	t.Logf("%d IP fragments made during the setup", fragCreates(t, tp.Left)+fragCreates(t, tp.Right)-fragsBefore)
 	exchange(t, p, 256<<10)
 	old := outSPI(p.a)
 	if err := p.b.Rekey(ctx, "link"); err != nil {
