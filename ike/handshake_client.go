@@ -183,8 +183,8 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 	}
 	if n := firstError(msg); n != nil {
 		if n.NotifyType == message.NoProposalChosen {
-			sa.fail(fmt.Errorf("NO_PROPOSAL_CHOSEN: the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap",
-				proposal.FormatList(sa.offered)))
+			sa.fail(fmt.Errorf("NO_PROPOSAL_CHOSEN: the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap%s",
+				proposal.FormatList(sa.offered), addKEHint(sa.offered)))
 			return
 		}
 		sa.fail(fmt.Errorf("the peer answered IKE_SA_INIT with %v", n.NotifyType))

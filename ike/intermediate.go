@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -52,6 +53,23 @@ func (sa *ikeSA) intAuth() []byte {
 		return nil
 	}
 	return ikecrypto.IntAuth(sa.inter.intAuthI, sa.inter.intAuthR, sa.authMID)
+}
+
+// addKEHint explains a NO_PROPOSAL_CHOSEN to our proposals when each of
+// them has additional key exchange transforms (even ke1_none), which a
+// peer without RFC 9370 refuses as unknown transform types.
+func addKEHint(offered []message.Proposal) string {
+	for _, p := range offered {
+		if !slices.ContainsFunc(p.Transforms, func(t message.Transform) bool {
+			return t.Type >= message.TransformAddKE1 && t.Type <= message.TransformAddKE7
+		}) {
+			return ""
+		}
+	}
+	if len(offered) == 0 {
+		return ""
+	}
+	return "; every proposal has additional key exchanges (ke1_...), which a peer without RFC 9370 refuses: add a classic proposal of its own after the hybrid one to fall back"
 }
 
 // afterInit continues the initiator's setup after IKE_SA_INIT: the

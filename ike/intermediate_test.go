@@ -137,6 +137,9 @@ func TestHybridFallback(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), "NO_PROPOSAL_CHOSEN") {
 					t.Fatalf("initiate: %v, want NO_PROPOSAL_CHOSEN", err)
 				}
+				if hint := strings.Contains(err.Error(), "add a classic proposal"); hint != strings.Contains(tc.a[0], "ke1_") {
+					t.Errorf("hint about additional key exchanges: %v (%v)", hint, err)
+				}
 				p.a.noState(t, "initiator")
 				p.b.noState(t, "responder")
 				return
