@@ -146,6 +146,15 @@ type pssParams struct {
 	Trailer    int                      `asn1:"optional,explicit,tag:3,default:1"`
 }
 
+// pssParamsOut are RSASSA-PSS-params as RFC 7427 appendix A.4 writes them:
+// with the trailer field, although it is the default.
+type pssParamsOut struct {
+	Hash       pkix.AlgorithmIdentifier `asn1:"explicit,tag:0"`
+	MGF        pkix.AlgorithmIdentifier `asn1:"explicit,tag:1"`
+	SaltLength int                      `asn1:"explicit,tag:2"`
+	Trailer    int                      `asn1:"explicit,tag:3"`
+}
+
 var hashOIDs = map[crypto.Hash]asn1.ObjectIdentifier{crypto.SHA1: oidSHA1, crypto.SHA256: oidSHA256, crypto.SHA384: oidSHA384, crypto.SHA512: oidSHA512}
 
 // algorithmIdentifier returns the DER AlgorithmIdentifier of a scheme for
@@ -161,7 +170,7 @@ func algorithmIdentifier(key crypto.PublicKey, s SigScheme) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			params, err := asn1.Marshal(pssParams{Hash: hashAI,
+			params, err := asn1.Marshal(pssParamsOut{Hash: hashAI,
 				MGF:        pkix.AlgorithmIdentifier{Algorithm: oidMGF1, Parameters: asn1.RawValue{FullBytes: mgfParams}},
 				SaltLength: h.Size(), Trailer: 1})
 			if err != nil {
