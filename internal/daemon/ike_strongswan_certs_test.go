@@ -39,6 +39,9 @@ type swCertCase struct {
 	inter bool
 	// pss makes both sides sign with RSASSA-PSS.
 	pss bool
+	// classic turns charon's RFC 7427 support off: both ends then sign
+	// with the classic methods (RSA 1, ECDSA 9-11).
+	classic bool
 	// untrustedByGo and untrustedBySW make goipsec or charon trust
 	// another CA than the peer's.
 	untrustedByGo, untrustedBySW bool
@@ -94,6 +97,9 @@ func startSWCertPair(t *testing.T, tc swCertCase) *swCertPair {
 	opt := &interop.StrongSwanOptions{}
 	if tc.pss {
 		opt.Charon = "rsa_pss = yes"
+	}
+	if tc.classic {
+		opt.Charon = "signature_authentication = no"
 	}
 	p.sw = interop.StartStrongSwan(t, tp.Right, "sw", opt)
 	goCerts := []string{goCert.CertFile}
@@ -191,6 +197,9 @@ func TestIKEStrongSwanCerts(t *testing.T) {
 		{name: "ecdsa-goipsec-initiates", keyType: interop.ECDSA, goInitiates: true, wantSWAuth: "ECDSA_WITH_SHA256_DER", wantGoScheme: "SHA-256 (RFC 7427)"},
 		{name: "ecdsa384-strongswan-initiates-dn-ids", keyType: interop.ECDSA, size: 384, dnIDs: true, wantSWAuth: "ECDSA_WITH_SHA384_DER", wantGoScheme: "SHA-384 (RFC 7427)"},
 		{name: "rsa-pss-strongswan-initiates", keyType: interop.RSA, pss: true, wantSWAuth: "RSA_EMSA_PSS_SHA2_256_SALT_32", wantGoScheme: "RSASSA-PSS SHA-256 (RFC 7427)"},
+		{name: "ecdsa-classic-goipsec-initiates", keyType: interop.ECDSA, goInitiates: true, classic: true,
+			wantSWAuth: "ECDSA-256 signature", wantGoScheme: "ECDSA (method 9)"},
+		{name: "rsa-classic-strongswan-initiates", keyType: interop.RSA, classic: true, wantSWAuth: "RSA signature", wantGoScheme: "RSA PKCS#1 v1.5 SHA-1 (method 1)"},
 		{name: "ecdsa-intermediate-chain-goipsec-initiates", keyType: interop.ECDSA, goInitiates: true, inter: true,
 			wantSWAuth: "ECDSA_WITH_SHA256_DER", wantGoScheme: "SHA-256 (RFC 7427)"},
 	} {
