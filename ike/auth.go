@@ -16,7 +16,7 @@ import (
 const (
 	AuthPSK    = "psk"     // pre-shared key (the default)
 	AuthPubkey = "pubkey"  // certificate and signature
-	AuthRSAPSS = "rsa/pss" // pubkey; RSA keys sign with RSASSA-PSS (local) or must (remote)
+	AuthRSAPSS = "rsa/pss" // pubkey with RSASSA-PSS: we sign with it (local), the peer must (remote)
 )
 
 // pubkey reports whether an authentication method uses certificates.
@@ -151,7 +151,7 @@ func (c *Connection) prepareAuth() error {
 		if !KeyMatches(c.LocalKey, c.LocalCerts[0]) {
 			return fmt.Errorf("the local private key is not that of the certificate %q", subjectString(c.LocalCerts[0]))
 		}
-		if _, err := ikecrypto.ChooseScheme(c.LocalKey.Public(), ikecrypto.SupportedSigHashes, c.ClassicSignatures && c.LocalAuth != AuthRSAPSS, c.LocalAuth == AuthRSAPSS); err != nil {
+		if _, err := ikecrypto.ChooseScheme(c.LocalKey.Public(), ikecrypto.SupportedSigHashes, c.ClassicSignatures, c.LocalAuth == AuthRSAPSS); err != nil {
 			return fmt.Errorf("local certificate %q: %w", subjectString(c.LocalCerts[0]), err)
 		}
 		leaf := c.LocalCerts[0]

@@ -255,7 +255,10 @@ func subjectString(c *x509.Certificate) string { return dnString(c.RawSubject) }
 
 // idString formats an identity for logs and errors, DNs readable.
 func idString(id *message.Identity) string {
-	if id.IDType == message.IDDERASN1DN {
+	switch id.IDType {
+	case 0:
+		return "%any"
+	case message.IDDERASN1DN:
 		return dnString(id.Data)
 	}
 	return id.String()
