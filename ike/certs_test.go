@@ -336,8 +336,11 @@ func TestCertAuthFailures(t *testing.T) {
 			if !refused.logged("AUTHENTICATION_FAILED") {
 				t.Errorf("the refused end does not learn it:\n%s", refused.dumpLogs())
 			}
-			if st := refuser.m.Stats(); st.Failed != 1 || st.Established != 0 && !tc.byInitiator {
+			if st := refuser.m.Stats(); st.Failed != 1 || st.AuthFailed != 1 || st.Established != 0 && !tc.byInitiator {
 				t.Errorf("refusing end's counters: %+v", st)
+			}
+			if st := refused.m.Stats(); !tc.byInitiator && (st.Failed != 1 || st.AuthFailed != 1) {
+				t.Errorf("refused initiator's counters: %+v", st)
 			}
 			p.a.noState(t, "initiator")
 			p.b.noState(t, "responder")

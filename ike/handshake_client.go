@@ -350,6 +350,7 @@ func (sa *ikeSA) handleAuthResponse(msg *message.Message) {
 	if n := firstError(msg); n != nil && !isChildError(n.NotifyType) {
 		neg.release(sa.m)
 		if n.NotifyType == message.AuthenticationFailed {
+			sa.m.stats.AuthFailed++
 			hint := "check that both ends use the same pre-shared key"
 			if pubkey(sa.conn.LocalAuth) {
 				hint = "check that the peer trusts the CA of our certificate and expects a certificate"
@@ -370,6 +371,7 @@ func (sa *ikeSA) handleAuthResponse(msg *message.Message) {
 	if err := sa.verifyPeerAuth(msg, &idr.Identity, auth, sa.initResp, sa.ni, sa.keys.Pr); err != nil {
 		neg.release(sa.m)
 		sa.errorf("authentication of the peer failed: telling it and deleting the IKE SA", zap.Error(err))
+		sa.m.stats.AuthFailed++
 		// RFC 7296 section 2.21.2: tell the responder, then forget it.
 		sa.sendRequest(message.Informational, []message.Payload{message.NewNotify(message.AuthenticationFailed, nil)}, nil, nil)
 		sa.destroy(err)

@@ -226,6 +226,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 // authFailed answers IKE_AUTH with AUTHENTICATION_FAILED and forgets the SA.
 func (sa *ikeSA) authFailed(id uint32, err error) {
 	sa.errorf("authentication of the initiator failed: answering AUTHENTICATION_FAILED", zap.Error(err))
+	sa.m.stats.AuthFailed++
 	sa.respond(message.IKEAuth, id, []message.Payload{message.NewNotify(message.AuthenticationFailed, nil)})
 	sa.destroy(err)
 }

@@ -166,6 +166,9 @@ type Manager struct {
 type Stats struct {
 	Received, Sent, Retransmits, Dropped uint64
 	Established, Failed, Deleted         uint64
+	// AuthFailed counts the IKE SAs of Failed that failed authentication
+	// (ours refused by the peer, or the peer's by us).
+	AuthFailed uint64
 }
 
 // outMsg is a message queued for sending once the lock is released.
