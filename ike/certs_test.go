@@ -497,3 +497,66 @@ func TestDistinguishedNames(t *testing.T) {
 }
 
 func asn1Marshal(v any) ([]byte, error) { return asn1.Marshal(v) }
+
+// TestVerifyChain checks chain validation and pinned certificates
+// directly, with the causes of each failure.
+func TestVerifyChain(t *testing.T) {
+	root := newTestCA(t, "root", testKey(t, "p256-root"), nil)
+	other := newTestCA(t, "other root", testKey(t, "p256-other"), nil)
+	inter := newTestCA(t, "inter", testKey(t, "p256-inter"), root)
+	k := testKey(t, "p256-a")
+	leaf := root.issue(t, k, "a", []string{"a.example.org"}, validFrom, validUntil)
+	viaInter := inter.issue(t, k, "a", []string{"a.example.org"}, validFrom, validUntil)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	future := root.issue(t, k, "a", nil, time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC), validUntil)
+	for _, tc := range []struct {
+		name         string
+		leaf         *x509.Certificate
+		inter, roots []*x509.Certificate
+		pinned       []*x509.Certificate
+		at           time.Time
+		want         error
+	}{
+		{"direct", leaf, nil, []*x509.Certificate{root.cert}, nil, now, nil},
+		{"one of several roots", leaf, nil, []*x509.Certificate{other.cert, root.cert}, nil, now, nil},
+		{"via intermediate", viaInter, []*x509.Certificate{inter.cert}, []*x509.Certificate{root.cert}, nil, now, nil},
+		{"intermediate as the trust anchor", viaInter, nil, []*x509.Certificate{inter.cert}, nil, now, nil},
+		{"missing intermediate", viaInter, nil, []*x509.Certificate{root.cert}, nil, now, ErrCertUntrusted},
+		{"other root", leaf, nil, []*x509.Certificate{other.cert}, nil, now, ErrCertUntrusted},
+		{"no roots", leaf, nil, nil, nil, now, ErrCertUntrusted},
+		{"expired", leaf, nil, []*x509.Certificate{root.cert}, nil, validUntil.Add(time.Hour), ErrCertExpired},
+		{"not yet valid", future, nil, []*x509.Certificate{root.cert}, nil, now, ErrCertExpired},
+		{"pinned", leaf, nil, nil, []*x509.Certificate{leaf}, now, nil},
+		{"pinned but expired", leaf, nil, nil, []*x509.Certificate{leaf}, validUntil.Add(time.Hour), ErrCertExpired},
+		{"not the pinned one", viaInter, []*x509.Certificate{inter.cert}, []*x509.Certificate{root.cert}, []*x509.Certificate{leaf}, now, ErrCertUntrusted},
+	} {
+		err := verifyChain(tc.leaf, tc.inter, tc.roots, tc.pinned, tc.at)
+		if (tc.want == nil) != (err == nil) || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestCertProves checks which identities a certificate vouches for.
+func TestCertProves(t *testing.T) {
+	root := newTestCA(t, "root", testKey(t, "p256-root"), nil)
+	c := root.issue(t, testKey(t, "p256-a"), "moon", []string{"moon.example.org", "192.0.2.1", "2001:db8::1", "carol@example.org"}, validFrom, validUntil)
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{"moon.example.org", true}, {"MOON.example.org", true}, {"sun.example.org", false},
+		{"192.0.2.1", true}, {"192.0.2.2", false}, {"2001:db8::1", true},
+		{"carol@example.org", true}, {"dave@example.org", false},
+		{"C=CH, O=goipsec test, CN=moon", true}, {"C=CH, O=goipsec test, CN=sun", false}, {"CN=moon", false},
+		{"fqdn:carol@example.org", false}, {"keyid:moon", false},
+	} {
+		id, err := ParseIdentity(tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := certProves(c, &id); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.id, got, tc.want)
+		}
+	}
+}
