@@ -168,6 +168,8 @@ func TestCertAuth(t *testing.T) {
 			wantA: "SHA-256 (RFC 7427)", wantB: "SHA-256 (RFC 7427)"},
 		{name: "any-remote-ip-email", keyA: "p256-a", keyB: "p256-b", sansA: []string{"192.0.2.1"}, sansB: []string{"b@example.org"},
 			idA: "192.0.2.1", peerA: "%any", idB: "b@example.org", peerB: "%any", wantA: "SHA-256 (RFC 7427)", wantB: "SHA-256 (RFC 7427)"},
+		{name: "wildcard-remote-ids", keyA: "p256-a", keyB: "p256-b", idA: "%any", peerA: "*.example.org", idB: "b.example.org", peerB: "C=CH, O=goipsec test, CN=*",
+			wantA: "SHA-256 (RFC 7427)", wantB: "SHA-256 (RFC 7427)"},
 		{name: "intermediate-chain", keyA: "p384-a", keyB: "rsa-b", viaInter: true, wantA: "SHA-256 (RFC 7427)", wantB: "SHA-384 (RFC 7427)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -558,5 +560,44 @@ func TestCertProves(t *testing.T) {
 		if got := certProves(c, &id); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.id, got, tc.want)
 		}
+	}
+}
+
+// TestWildcardIdentities checks strongSwan's wildcards in remote ids.
+func TestWildcardIdentities(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, id string
+		want        bool
+	}{
+		{"*.example.org", "moon.example.org", true},
+		{"*.example.org", "MOON.Example.ORG", true},
+		{"*.example.org", "example.org", false},
+		{"*.example.org", ".example.org", false},
+		{"*@example.org", "carol@example.org", true},
+		{"*@example.org", "carol@example.com", false},
+		{"C=CH, O=goipsec test, CN=*", "C=CH, O=goipsec test, CN=moon", true},
+		{"C=CH, O=*, CN=*", "C=CH, O=goipsec test, CN=moon", true},
+		{"C=CH, O=goipsec test, CN=*", "C=DE, O=goipsec test, CN=moon", false},
+		{"C=CH, O=goipsec test, CN=*", "C=CH, O=goipsec test", false},
+		{"moon.example.org", "*.example.org", false},
+	} {
+		p, err := parseIdentity(tc.pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := ParseIdentity(tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.matches(&id); got != tc.want {
+			t.Errorf("%q matches %q: %v, want %v", tc.pattern, tc.id, got, tc.want)
+		}
+		if p.wildcard() != strings.Contains(tc.pattern, "*") {
+			t.Errorf("%q: wildcard() = %v", tc.pattern, p.wildcard())
+		}
+	}
+	c := &Connection{Name: "c", LocalID: "*.example.org", Children: []*Child{{Name: "n"}}}
+	if err := (&Config{Connections: []*Connection{c}}).Validate(); err == nil || !strings.Contains(err.Error(), "is a wildcard") {
+		t.Errorf("a wildcard local id: %v", err)
 	}
 }

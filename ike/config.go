@@ -237,9 +237,22 @@ func keyID(s, val string) (identity, error) {
 	return nonEmpty(s, message.KeyIDIdentity([]byte(val)))
 }
 
+// wildcard reports whether i is a pattern, as strongSwan's: a leading '*'
+// of an FQDN or e-mail address ("*.example.org", "*@example.org"), or a DN
+// value "*" ("C=CH, O=Org, CN=*").
+func (i identity) wildcard() bool {
+	switch i.id.IDType {
+	case message.IDFQDN, message.IDRFC822:
+		return strings.HasPrefix(string(i.id.Data), "*")
+	case message.IDDERASN1DN:
+		return strings.Contains(message.FormatDN(i.id.Data), "=*")
+	}
+	return false
+}
+
 // matches reports whether the configured identity i accepts the received
-// identity got. FQDNs and e-mail addresses compare without regard to case,
-// as strongSwan does.
+// identity got (a pattern if wildcard). FQDNs, e-mail addresses and DN
+// values compare without regard to case, as strongSwan does.
 func (i identity) matches(got *message.Identity) bool {
 	if i.any {
 		return true
@@ -249,9 +262,13 @@ func (i identity) matches(got *message.Identity) bool {
 	}
 	switch got.IDType {
 	case message.IDFQDN, message.IDRFC822:
-		return strings.EqualFold(string(i.id.Data), string(got.Data))
+		want := string(i.id.Data)
+		if suffix, ok := strings.CutPrefix(want, "*"); ok {
+			return len(got.Data) > len(suffix) && strings.HasSuffix(strings.ToLower(string(got.Data)), strings.ToLower(suffix))
+		}
+		return strings.EqualFold(want, string(got.Data))
 	case message.IDDERASN1DN:
-		return dnEqual(i.id.Data, got.Data)
+		return message.DNMatch(i.id.Data, got.Data)
 	}
 	return string(i.id.Data) == string(got.Data)
 }
@@ -304,6 +321,9 @@ func (c *Connection) prepare() error {
 	var err error
 	if c.localID, err = parseIdentity(c.LocalID); err != nil {
 		return fmt.Errorf("local id: %w", err)
+	}
+	if c.localID.wildcard() {
+		return fmt.Errorf("local id %s is a wildcard: we can only send a concrete identity", c.localID)
 	}
 	if err := c.prepareAuth(); err != nil {
 		return err

@@ -305,7 +305,7 @@ func (sa *ikeSA) sendAuth() {
 	if cr := conn.certReq(); cr != nil {
 		ps = append(ps, cr)
 	}
-	if !conn.remoteID.any {
+	if !conn.remoteID.any && !conn.remoteID.wildcard() {
 		ps = append(ps, &message.IDr{Identity: conn.remoteID.id})
 	}
 	ps = append(ps, auth...)

@@ -77,7 +77,13 @@ func ParseDN(s string) ([]byte, error) {
 // DNEqual compares two DER distinguished names as strongSwan does: the
 // same attribute types in the same order with values equal regardless of
 // case and string type.
-func DNEqual(a, b []byte) bool {
+func DNEqual(a, b []byte) bool { return dnCompare(a, b, false) }
+
+// DNMatch is DNEqual where a value "*" of pattern matches any value of its
+// attribute (strongSwan's wildcards: "C=CH, O=Org, CN=*").
+func DNMatch(pattern, dn []byte) bool { return dnCompare(pattern, dn, true) }
+
+func dnCompare(a, b []byte, wild bool) bool {
 	if bytes.Equal(a, b) {
 		return true
 	}
@@ -97,7 +103,8 @@ func DNEqual(a, b []byte) bool {
 		}
 		for j := range ra[i] {
 			x, y := ra[i][j], rb[i][j]
-			if !x.Type.Equal(y.Type) || !strings.EqualFold(attrString(x.Value), attrString(y.Value)) {
+			xv := attrString(x.Value)
+			if !x.Type.Equal(y.Type) || !(wild && xv == "*") && !strings.EqualFold(xv, attrString(y.Value)) {
 				return false
 			}
 		}
