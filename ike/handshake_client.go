@@ -433,8 +433,10 @@ func (sa *ikeSA) verifyPeerAuth(msg *message.Message, id *message.Identity, auth
 	if !conn.remoteID.matches(id) {
 		return &AuthError{Detail: fmt.Sprintf("the peer's identity %s (%v) is not the configured remote id %s", idString(id), id.IDType, conn.remoteID)}
 	}
+	// The octets the peer signed or MACed, for either method.
+	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil)
 	if pubkey(conn.RemoteAuth) {
-		return sa.verifyPeerSignature(msg, id, auth, ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil))
+		return sa.verifyPeerSignature(msg, id, auth, octets)
 	}
 	psk, ok := sa.m.cfg.lookupPSK(&sa.localID, id)
 	if !ok {
@@ -443,7 +445,6 @@ func (sa *ikeSA) verifyPeerAuth(msg *message.Message, id *message.Identity, auth
 	if auth.Method != message.AuthSharedKey {
 		return &AuthError{Detail: fmt.Sprintf("the peer %s authenticates with method %d, we are configured for a pre-shared key (method 2)", id.String(), auth.Method)}
 	}
-	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil)
 	if !ikecrypto.VerifySharedKeyAuth(sa.suite.PRF, psk, octets, auth.Data) {
 		return &AuthError{Detail: fmt.Sprintf("the AUTH payload of %s does not verify: the pre-shared keys of both ends differ", id.String())}
 	}
