@@ -338,7 +338,7 @@ func (d *Daemon) startIKE() error {
 			defer s.wg.Done()
 			d.readPlainIKE(s.plain, m)
 		}()
-		log.Info("plain IKE socket", zap.Stringer("listen", s.plain.LocalAddr()))
+		d.log.Named("net").Info("plain IKE socket", zap.Stringer("listen", s.plain.LocalAddr()))
 	}
 	m.Start()
 	return nil
