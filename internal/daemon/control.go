@@ -36,6 +36,7 @@ func (d *Daemon) startControl(ctx context.Context) error {
 		var opts metrics.Options
 		if d.ike != nil {
 			opts.IKE = ikeMetrics{d}
+			opts.IKECounters = d.ike.counters
 		}
 		ms, err := metrics.Listen(addr, d, opts)
 		if err != nil {
@@ -61,33 +62,15 @@ func (s ikeMetrics) IKEStats() metrics.IKEStats {
 	if m == nil {
 		return metrics.IKEStats{}
 	}
-	return ikeStats(m.Stats(), m.IKESAs())
+	return ikeStats(m.IKESAs())
 }
 
-// ikeStats maps the Manager's counters to the metrics' IKE statistics.
-// The Manager does not count handshakes started, so they are the ones
-// that completed or failed plus those under way; it does not keep failure
-// reasons ("other") and does not count rekeys or DPD failures yet.
-func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
-	out := metrics.IKEStats{
-		SAs:                 map[string]int{},
-		HandshakesCompleted: st.Established,
-		HandshakesFailed:    map[string]uint64{},
-		Rekeys:              map[string]uint64{},
-	}
-	var pending uint64
+// ikeStats counts the IKE SAs by state for the metrics (the events are
+// counted by the Manager's Observer, metrics.IKECounters).
+func ikeStats(sas []ike.IKESAStatus) metrics.IKEStats {
+	out := metrics.IKEStats{SAs: map[string]int{}}
 	for _, sa := range sas {
-		state := strings.ToLower(sa.State)
-		out.SAs[state]++
-		switch sa.State {
-		case "ESTABLISHED", "DELETING", "DESTROYED":
-		default:
-			pending++
-		}
-	}
-	out.HandshakesStarted = st.Established + st.Failed + pending
-	if st.Failed > 0 {
-		out.HandshakesFailed["other"] = st.Failed
+		out.SAs[strings.ToLower(sa.State)]++
 	}
 	return out
 }

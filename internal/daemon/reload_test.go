@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/goipsec/goipsec/internal/config"
-	"github.com/goipsec/goipsec/internal/logging"
 	"github.com/goipsec/goipsec/internal/control"
+	"github.com/goipsec/goipsec/internal/logging"
 	"github.com/goipsec/goipsec/sad"
 )
 
