@@ -186,3 +186,28 @@ func (d *Daemon) Rekey(ctx context.Context, name string) error {
 func (d *Daemon) Reload(ctx context.Context) error {
 	return d.ReloadFile(ctx)
 }
+
+// ListIKESAs lists the IKE SAs for `goipsec list-sas` (control.IKELister).
+func (d *Daemon) ListIKESAs() []control.IKESA {
+	m := d.ikeM.Load()
+	if m == nil {
+		return nil
+	}
+	now := time.Now()
+	var out []control.IKESA
+	for _, sa := range m.IKESAs() {
+		ik := control.IKESA{Connection: sa.Connection, Serial: sa.Serial, State: sa.State, Initiator: sa.Initiator,
+			SPIi: fmt.Sprintf("%016x", sa.SPIi), SPIr: fmt.Sprintf("%016x", sa.SPIr), Peer: sa.Remote.String(),
+			LocalID: sa.LocalID, RemoteID: sa.RemoteID, Proposal: sa.Proposal, Established: sa.Established, Children: []string{}}
+		if !sa.Established.IsZero() {
+			ik.AgeSeconds = int64(now.Sub(sa.Established) / time.Second)
+		}
+		for _, c := range sa.Children {
+			if !slices.Contains(ik.Children, c.Name) {
+				ik.Children = append(ik.Children, c.Name)
+			}
+		}
+		out = append(out, ik)
+	}
+	return out
+}

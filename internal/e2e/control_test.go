@@ -59,6 +59,30 @@ func (p *proc) spis(t *testing.T) []string {
 	return out
 }
 
+// ikeSPIs returns the SPIs of the daemon's established IKE SAs, from
+// goipsec list-sas --json.
+func (p *proc) ikeSPIs(t *testing.T) []string {
+	t.Helper()
+	out := p.ctlOK(t, "list-sas", "--json")
+	var list struct {
+		IKE []struct {
+			Connection, State string
+			SPIi              string `json:"spi_i"`
+			SPIr              string `json:"spi_r"`
+		} `json:"ike_sas"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("%s: list-sas --json: %v\n%s", p.name, err, out)
+	}
+	var spis []string
+	for _, ik := range list.IKE {
+		if ik.State == "ESTABLISHED" {
+			spis = append(spis, ik.Connection+" "+ik.SPIi+"_"+ik.SPIr)
+		}
+	}
+	return spis
+}
+
 // configFile is where runDaemon wrote the daemon's configuration.
 func (p *proc) configFile() string {
 	return filepath.Join(filepath.Dir(filepath.Dir(p.socket)), p.name+".yaml")
@@ -116,8 +140,13 @@ func TestControlSocket(t *testing.T) {
 	if out, ok := a.ping("10.9.0.2", 3); !ok {
 		t.Fatalf("ping through the tunnel:\n%s", out)
 	}
+	ikeBefore := da.ikeSPIs(t)
+	if len(ikeBefore) != 1 || strings.Join(db.ikeSPIs(t), " ") != ikeBefore[0] {
+		t.Fatalf("IKE SAs: a %v, b %v", ikeBefore, db.ikeSPIs(t))
+	}
 	list := da.ctlOK(t, "list-sas")
-	for _, re := range []string{`(?m)^link:$`, `(?m)^  net: #[0-9]+, INSTALLED, TUNNEL, ESP:aes128gcm16, peer 192\.168\.78\.2:4500$`,
+	for _, re := range []string{`(?m)^link:$`, `(?m)^  IKE #[0-9]+, ESTABLISHED, IKEv2, [0-9a-f]{16}_i\* [0-9a-f]{16}_r, peer 192\.168\.78\.2:4500$`,
+		`(?m)^    local 'a\.example\.org', remote 'b\.example\.org'$`, `(?m)^    aes128gcm16-prfsha256-x25519, established \S+ ago$`, `(?m)^  net: #[0-9]+, INSTALLED, TUNNEL, ESP:aes128gcm16, peer 192\.168\.78\.2:4500$`,
 		`(?m)^    in  0x[0-9a-f]{8}, +[1-9][0-9]* bytes, +[1-9][0-9]* packets`, `(?m)^    out 0x[0-9a-f]{8}, +[1-9][0-9]* bytes, +[1-9][0-9]* packets`} {
 		if !regexp.MustCompile(re).MatchString(list) {
 			t.Errorf("list-sas lacks %s:\n%s", re, list)
@@ -165,6 +194,9 @@ func TestControlSocket(t *testing.T) {
 	da.waitFor(t, `"added": ["spare"]`, 5*time.Second)
 	if got := da.spis(t); strings.Join(got, " ") != strings.Join(before, " ") {
 		t.Errorf("SAs changed by the reload: %v, were %v", got, before)
+	}
+	if got := da.ikeSPIs(t); strings.Join(got, " ") != strings.Join(ikeBefore, " ") {
+		t.Errorf("IKE SA changed by the reload: %v, was %v", got, ikeBefore)
 	}
 	if !strings.Contains(da.ctlOK(t, "status"), "  2 connections, 2 children, SAs: 1 in, 1 out\n") {
 		t.Errorf("status after the reload:\n%s", da.ctlOK(t, "status"))
