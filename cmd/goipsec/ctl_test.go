@@ -50,7 +50,7 @@ func (f *ctlFake) Status() control.Status { return f.status }
 func (f *ctlFake) ListIKESAs() []control.IKESA {
 	return f.ikes
 }
-func (f *ctlFake) ListSAs() []control.SA  { return f.sas }
+func (f *ctlFake) ListSAs() []control.SA { return f.sas }
 func (f *ctlFake) do(what, name string) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, strings.TrimSpace(what+" "+name))
