@@ -86,10 +86,15 @@ func TestKeysNeverLogged(t *testing.T) {
 			t.Fatal("the Child SA was not rekeyed")
 		}
 	}
+	ikeBefore := ikeSAsByConn(p.a)["link"]
 	if n, err := p.a.IKE().RekeyIKE("link"); err != nil || n != 1 {
 		t.Fatalf("IKE rekey: %d %v", n, err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); ikeSAsByConn(p.a)["link"] == ikeBefore; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the IKE SA was not rekeyed")
+		}
+	}
 	exchange(t, p, 64<<10)
 	collect()
 
