@@ -165,9 +165,9 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		case err != nil:
 			sa.fail(fmt.Errorf("malformed INVALID_KE_PAYLOAD: %w", err))
 		case !proposal.HasKEMethod(sa.offered, method):
-			sa.fail(&NotifyError{message.InvalidKEPayload, fmt.Sprintf("the responder wants key exchange method %s, which none of our proposals offers: add it to the proposals", keName(method))})
+			sa.fail(&NotifyError{Notify: message.InvalidKEPayload, Detail: fmt.Sprintf("the responder wants key exchange method %s, which none of our proposals offers: add it to the proposals", keName(method))})
 		case kex.ID(method) == sa.keMethod || sa.retries >= maxInitRetries:
-			sa.fail(&NotifyError{message.InvalidKEPayload, fmt.Sprintf("the responder keeps refusing our key exchange (%s)", keName(method))})
+			sa.fail(&NotifyError{Notify: message.InvalidKEPayload, Detail: fmt.Sprintf("the responder keeps refusing our key exchange (%s)", keName(method))})
 		default:
 			sa.retries++
 			sa.m.obs.HandshakeRetried(ReasonInvalidKE)
@@ -183,7 +183,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 	}
 	if n := firstError(msg); n != nil {
 		if n.NotifyType == message.NoProposalChosen {
-			sa.fail(&NotifyError{message.NoProposalChosen, fmt.Sprintf("the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap",
+			sa.fail(&NotifyError{Notify: message.NoProposalChosen, Detail: fmt.Sprintf("the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap",
 				proposal.FormatList(sa.offered))})
 			return
 		}

@@ -47,6 +47,9 @@ type Daemon struct {
 	statics []*dataplane.StaticChild
 	names   map[sad.ChildID]childName
 	ike     *ikeState // nil when no child is negotiated with IKE
+	// routes are the protected networks of the configuration the daemon
+	// started with: in kernel mode, the routes into the TUN device.
+	routes  []protectedRoute
 	started time.Time
 
 	// mu guards cfg, statics and names against a concurrent Reload
@@ -74,6 +77,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 	if d.ike, err = newIKE(cfg); err != nil {
 		return nil, err
 	}
+	d.routes = d.protectedRoutes()
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}

@@ -26,10 +26,11 @@ package daemon
 //   - the listening sockets: the first connection's local_addrs and
 //     local_port (the NAT-T socket, and plain IKE on port 500), and going
 //     from no IKE connection to some or back;
-//   - in kernel mode, a new protected remote network (the routes into the
-//     TUN device are set up at start, before privileges are dropped). A
-//     network that is no longer protected keeps its route into the device,
-//     where its packets find no policy and are dropped (fail closed).
+//   - in kernel mode, a protected remote network that had no route at start
+//     (the routes into the TUN device are set up at start, before
+//     privileges are dropped). A network that is no longer protected keeps
+//     its route into the device, where its packets find no policy and are
+//     dropped (fail closed), and may be protected again by a later reload.
 
 import (
 	"context"
@@ -286,9 +287,8 @@ func (d *Daemon) restartOnly(old, next *config.Config, nextIKE *ikeState) error 
 		if err != nil {
 			return err
 		}
-		o := &Daemon{cfg: old, statics: d.statics, ike: d.ike}
 		n := &Daemon{cfg: next, statics: statics, ike: nextIKE}
-		if r, ok := newRoute(o.protectedRoutes(), n.protectedRoutes()); ok {
+		if r, ok := newRoute(d.routes, n.protectedRoutes()); ok {
 			return refuse(fmt.Sprintf("the remote networks (%v is new; routes into the TUN device are set at start)", r.prefix))
 		}
 	}

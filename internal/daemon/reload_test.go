@@ -272,3 +272,43 @@ func TestReloadIKE(t *testing.T) {
 	}
 	unchanged("refused")
 }
+
+// TestReloadKernelRoutes: in kernel mode a reload may drop protected
+// networks (their routes stay, fail closed) but not add any (routes are
+// set at start).
+func TestReloadKernelRoutes(t *testing.T) {
+	kernel := func(children ...string) *config.Config {
+		t.Helper()
+		text := strings.Replace(staticYAML(4500, children...), "mode: netstack", "mode: kernel", 1)
+		cfg, err := config.Parse("kernel.yaml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	d, err := New(kernel("one:0x1001:0x2001:10.97.1.0/24", "two:0x1002:0x2002:10.97.2.0/24"), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.SAD.Close()
+	if err := d.Install(); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Apply(kernel("one:0x1001:0x2001:10.97.1.0/24", "two:0x1002:0x2002:10.97.2.0/24", "three:0x1003:0x2003:10.97.3.0/24"))
+	if err == nil || !strings.Contains(err.Error(), "10.97.3.0/24 is new") {
+		t.Errorf("adding a network in kernel mode: %v", err)
+	}
+	if err := d.Apply(kernel("one:0x1001:0x2001:10.97.1.0/24")); err != nil {
+		t.Errorf("removing a network in kernel mode: %v", err)
+	}
+	if n := d.SPD.Len(); n != 1 {
+		t.Errorf("%d policies after removing one of two", n)
+	}
+	// What was dropped may come back: its route is still there.
+	if err := d.Apply(kernel("one:0x1001:0x2001:10.97.1.0/24", "two:0x1002:0x2002:10.97.2.0/24")); err != nil {
+		t.Errorf("re-adding a network whose route stayed: %v", err)
+	}
+	if n := d.SPD.Len(); n != 2 {
+		t.Errorf("%d policies after re-adding", n)
+	}
+}
