@@ -38,6 +38,9 @@ tun:
   addresses: [10.1.0.1/24]
 control:
   metrics: 127.0.0.1:9669
+log:
+  level: info
+  levels: {ike: debug}
 `
 
 func TestGood(t *testing.T) {
@@ -98,6 +101,10 @@ func TestBad(t *testing.T) {
 		{"window", "replay_window: 4096", "replay_window: 100000", `connections.home.children.link.replay_window: want 0 (off) to 65536 packets, got 100000`},
 		{"secret both", `secret: "s3cret"}`, `secret: "s3cret", env: X}`, `secrets.ike-home: want exactly one of secret, file or env`},
 		{"list as map", "proposals: [aes128gcm16-prfsha256-x25519]", "proposals: {a: b}", `connections.home.proposals: want a list, got a mapping`},
+		{"log level", "level: info", "level: verbose", `log.level: want debug, info, warn or error, got "verbose"`},
+		{"log format", "level: info", "level: info\n  format: text", `log.format: want console or json, got "text"`},
+		{"log subsystem", "levels: {ike: debug}", "levels: {ikev2: debug}", `log.levels.ikev2: want a subsystem: ike, esp, spd, tun, net or control`},
+		{"log subsystem level", "levels: {ike: debug}", "levels: {ike: trace}", `log.levels.ike: want debug, info, warn or error, got "trace"`},
 		{"socks in kernel mode", "mode: kernel", "mode: kernel\n  socks5: 127.0.0.1:1080", `tun: socks5, forwards and expose need mode: netstack`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
