@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -677,5 +678,31 @@ func TestIntermediateResponderKeepsKeys(t *testing.T) {
 		if err := opens(req, s.in); err == nil {
 			t.Error("the responder still uses the keys from before the update")
 		}
+	}
+}
+
+// TestHybridCertAuth: with certificate authentication the signatures cover
+// IntAuth too (RFC 9242 section 3.3.2), both key types, both roles.
+func TestHybridCertAuth(t *testing.T) {
+	root := newTestCA(t, "root", testKey(t, "p256-root"), nil)
+	for _, keys := range [][2]string{{"p256-a", "ed25519-b"}, {"rsa-a", "p384-b"}} {
+		t.Run(keys[0]+"-"+keys[1], func(t *testing.T) {
+			ka, kb := testKey(t, keys[0]), testKey(t, keys[1])
+			chainA := []*x509.Certificate{root.issue(t, ka, "a", []string{"a.example.org"}, validFrom, validUntil)}
+			chainB := []*x509.Certificate{root.issue(t, kb, "b", []string{"b.example.org"}, validFrom, validUntil)}
+			sa, sb := hybridSides([]string{"aes256gcm16-prfsha384-x25519-ke1_mlkem768"}, []string{"aes256gcm16"})
+			sa.tweak, sb.tweak = certSide(chainA, ka, root.cert), certSide(chainB, kb, root.cert)
+			p := newPair(t, sa, sb, Options{})
+			if err := p.initiate("conn"); err != nil {
+				t.Fatalf("initiate: %v\n--- a:\n%s--- b:\n%s", err, p.a.dumpLogs(), p.b.dumpLogs())
+			}
+			p.established(t)
+			if !p.a.logged("peer authenticated with its certificate") || !p.b.logged("peer authenticated with its certificate") {
+				t.Error("no certificate authentication logged")
+			}
+			if n := p.net.exchanges()[message.IKEIntermediate]; n != 2 {
+				t.Errorf("%d IKE_INTERMEDIATE messages", n)
+			}
+		})
 	}
 }
