@@ -12,6 +12,13 @@ package ike
 // through a Transport and come in through HandleMessage, so that tests can
 // wire two Managers back to back without sockets.
 //
+// Hybrid (post-quantum) key exchange: proposals with additional key
+// exchanges (RFC 9370, "x25519-ke1_mlkem768") run one IKE_INTERMEDIATE
+// exchange (RFC 9242) per additional key exchange between IKE_SA_INIT and
+// IKE_AUTH, with the key update after each and IntAuth in the AUTH octets
+// (intermediate.go), and IKE_FOLLOWUP_KE exchanges after CREATE_CHILD_SA for
+// Child SAs and IKE SA rekeys (followup.go).
+//
 // The wire format and key derivation live in the subpackages: message
 // (payloads), ikecrypto (PRFs, SKEYSEED, KEYMAT, the Encrypted payload,
 // PSK AUTH and signatures), kex (key exchange methods), proposal (strongSwan-style
