@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -157,6 +158,32 @@ func (p *swPair) goLogged(s string) bool {
 }
 
 // checkKeys compares goipsec's keys with those charon logged.
+// echoConn starts a TCP echo server on strongSwan's inner address (port
+// 7777) and connects to it from goipsec's netstack, through the tunnel.
+// Listener and connection are closed when the test ends.
+func (p *swPair) echoConn(t *testing.T) net.Conn {
+	t.Helper()
+	ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
+	if err != nil {
+		t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (p *swPair) checkKeys(t *testing.T) {
 	t.Helper()
 	kl := p.sw.MustKeys(t)
@@ -209,23 +236,7 @@ func TestIKEStrongSwan(t *testing.T) {
 			waitChild(t, p.d, true)
 			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
 			// TCP through the tunnel, echoed by Right.
-			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
-			}
+			c := p.echoConn(t)
 			data := bytes.Repeat([]byte("goipsec<->strongSwan "), 10000)
 			go c.Write(data)
 			got := make([]byte, len(data))
@@ -314,24 +325,7 @@ func TestIKEStrongSwanRekey(t *testing.T) {
 			p := startSWPair(t, tc)
 			waitChild(t, p.d, true)
 			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
-			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
-			}
-			defer c.Close()
+			c := p.echoConn(t)
 			chunk := bytes.Repeat([]byte("rekey while traffic flows "), 400)
 			got := make([]byte, len(chunk))
 			end := time.Now().Add(12 * time.Second)
