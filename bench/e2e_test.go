@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
-	"io"
 	"math"
 	"slices"
 	"strings"
@@ -344,28 +342,7 @@ func TestE2EWritePlot(t *testing.T) {
 		if err := r.WritePlot(&b); err != nil {
 			t.Fatal(err)
 		}
-		d := xml.NewDecoder(&b)
-		bars, root := 0, ""
-		for {
-			tok, err := d.Token()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("SVG does not parse: %v", err)
-			}
-			if se, ok := tok.(xml.StartElement); ok {
-				if root == "" {
-					root = se.Name.Local
-				}
-				for _, a := range se.Attr {
-					if se.Name.Local == "rect" && a.Name.Local == "class" && a.Value == "bar" {
-						bars++
-					}
-				}
-			}
-		}
-		if root != "svg" || bars != len(r.Results) {
+		if root, bars, _ := svgElements(t, &b); root != "svg" || bars != len(r.Results) {
 			t.Errorf("root %q, %d bars for %d rows", root, bars, len(r.Results))
 		}
 	}

@@ -179,34 +179,7 @@ func TestWritePlot(t *testing.T) {
 		if err := r.WritePlot(&b); err != nil {
 			t.Fatal(err)
 		}
-		d := xml.NewDecoder(&b)
-		bars, texts, root := 0, 0, ""
-		for {
-			tok, err := d.Token()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("SVG does not parse: %v", err)
-			}
-			se, ok := tok.(xml.StartElement)
-			if !ok {
-				continue
-			}
-			if root == "" {
-				root = se.Name.Local
-			}
-			switch se.Name.Local {
-			case "rect":
-				for _, a := range se.Attr {
-					if a.Name.Local == "class" && a.Value == "bar" {
-						bars++
-					}
-				}
-			case "text":
-				texts++
-			}
-		}
+		root, bars, texts := svgElements(t, &b)
 		if root != "svg" {
 			t.Errorf("root element %q", root)
 		}
@@ -215,6 +188,39 @@ func TestWritePlot(t *testing.T) {
 		}
 		if len(r.Results) > 0 && texts < 10 {
 			t.Errorf("only %d labels", texts)
+		}
+	}
+}
+
+// svgElements parses an SVG plot and returns its root element's name, the
+// number of bars (rect class="bar") and the number of text elements.
+func svgElements(t *testing.T, r io.Reader) (root string, bars, texts int) {
+	t.Helper()
+	d := xml.NewDecoder(r)
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return root, bars, texts
+		}
+		if err != nil {
+			t.Fatalf("SVG does not parse: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if root == "" {
+			root = se.Name.Local
+		}
+		switch se.Name.Local {
+		case "rect":
+			for _, a := range se.Attr {
+				if a.Name.Local == "class" && a.Value == "bar" {
+					bars++
+				}
+			}
+		case "text":
+			texts++
 		}
 	}
 }
