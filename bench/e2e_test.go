@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"math"
@@ -302,14 +301,7 @@ func TestE2EWriteJSON(t *testing.T) {
 
 func TestE2EWriteCSV(t *testing.T) {
 	r := sampleE2EReport()
-	var b bytes.Buffer
-	if err := r.WriteCSV(&b); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := csv.NewReader(&b).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := csvRecords(t, r.WriteCSV)
 	if len(recs) != 1+len(r.Results) {
 		t.Fatalf("%d records", len(recs))
 	}

@@ -131,16 +131,23 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
-func TestWriteCSV(t *testing.T) {
-	r := sampleReport()
+// csvRecords parses what write writes as CSV.
+func csvRecords(t *testing.T, write func(io.Writer) error) [][]string {
+	t.Helper()
 	var b bytes.Buffer
-	if err := r.WriteCSV(&b); err != nil {
+	if err := write(&b); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := csv.NewReader(&b).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return recs
+}
+
+func TestWriteCSV(t *testing.T) {
+	r := sampleReport()
+	recs := csvRecords(t, r.WriteCSV)
 	if len(recs) != 1+len(r.Results)+len(r.Ceilings) {
 		t.Fatalf("%d records", len(recs))
 	}
