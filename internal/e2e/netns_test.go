@@ -15,9 +15,10 @@ import (
 )
 
 // netnsPrefix starts this package's namespace names:
-// gie2e-PID-RUNID-NROLE, so that [netlab.SweepStale] finds those of a run
-// that was killed.
-const netnsPrefix = "gie2e"
+// ge2e-PID-RUNID-NROLE, so that [netlab.SweepStale] finds those of a run
+// that was killed. (It is not the gie2e of the names without a PID, so
+// that a sweep never takes one of those for a dead run's.)
+const netnsPrefix = "ge2e"
 
 // netns is a network namespace (a [netlab.Netns]) deleted, with what runs
 // in it, its interfaces, routes, nftables and conntrack state, when the
