@@ -150,8 +150,15 @@ func TestLab(t *testing.T) {
 	if err := p.WaitFor(context.Background(), "started", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if cpu, err := p.CPUTime(); err != nil || cpu < 50*time.Millisecond {
+	// The spinner's CPU time grows (however busy the machine is: wait
+	// for it rather than for a fixed time).
+	var cpu time.Duration
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cpu, err = p.CPUTime(); err != nil || cpu >= 50*time.Millisecond || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || cpu < 50*time.Millisecond {
 		t.Errorf("spinner CPU time %v, %v", cpu, err)
 	}
 	pids, _ := a.Output("ip", "netns", "pids", a.Name)
