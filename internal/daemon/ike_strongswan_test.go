@@ -99,15 +99,7 @@ func startSWPair(t *testing.T, tc swCase) *swPair {
 tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
 `, goAddr, goSeesSW, tc.ikeGo, p.goInner, p.swInner, tc.espGo, start, rekeyYAML(tc), swPSK, p.goInner)
-	cfg, err := config.Parse("left", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	p.logs = logs
-	if p.d, err = New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))); err != nil {
-		t.Fatal(err)
-	}
+	p.d, p.logs = newObservedDaemon(t, y)
 	p.d.SetIKEKeyHook(func(k ike.KeyMaterial) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -128,15 +120,7 @@ control: {socket: "-"}
 			Local: interop.Auth{Auth: "psk", ID: "right.example"}, Remote: interop.Auth{Auth: "psk", ID: "left.example"},
 			Children: []interop.Child{{Name: "net", LocalTS: []string{p.swInner.String() + "/32"}, RemoteTS: []string{p.goInner.String() + "/32"},
 				ESPProposals: []string{tc.espSW}, Mode: "tunnel", RekeyTime: tc.swChildRekey, LifeTime: 2 * tc.swChildRekey, RandTime: tc.swChildRekey / 10}}}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	// The daemon's sockets are made in its host's namespace; its
-	// goroutines need not run there (netstack mode).
-	if err := p.goNS.Do(func() error { return p.d.Start(ctx) }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.d.Close)
-	go p.d.Serve(ctx)
+	serveIn(t, p.goNS, p.d)
 	if !tc.goInitiates {
 		p.sw.Initiate("net")
 	}
@@ -144,8 +128,42 @@ control: {socket: "-"}
 }
 
 // goLogged reports whether goipsec logged s.
-func (p *swPair) goLogged(s string) bool {
-	for _, e := range p.logs.All() {
+func (p *swPair) goLogged(s string) bool { return logged(p.logs, s) }
+
+// newObservedDaemon makes a daemon of the YAML configuration y (named
+// left) whose logs, from level info, go to the test's log and to the
+// returned observer.
+func newObservedDaemon(t *testing.T, y string) (*Daemon, *observer.ObservedLogs) {
+	t.Helper()
+	cfg, err := config.Parse("left", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	d, err := New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, logs
+}
+
+// serveIn starts d with its sockets in ns (its goroutines need not run
+// there: netstack mode) and serves it until the test ends.
+func serveIn(t *testing.T, ns *interop.Netns, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := ns.Do(func() error { return d.Start(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	go d.Serve(ctx)
+}
+
+// logged reports whether an observed log entry, message and fields,
+// contains s.
+func logged(logs *observer.ObservedLogs, s string) bool {
+	for _, e := range logs.All() {
 		line := e.Message
 		for _, f := range e.Context {
 			line += " " + f.String + fmt.Sprint(f.Interface)
@@ -158,12 +176,15 @@ func (p *swPair) goLogged(s string) bool {
 }
 
 // checkKeys compares goipsec's keys with those charon logged.
-// echoConn starts a TCP echo server on strongSwan's inner address (port
-// 7777) and connects to it from goipsec's netstack, through the tunnel.
-// Listener and connection are closed when the test ends.
-func (p *swPair) echoConn(t *testing.T) net.Conn {
+// echoConn is [dialEcho] to strongSwan's inner address.
+func (p *swPair) echoConn(t *testing.T) net.Conn { return dialEcho(t, p.swNS, p.swInner, p.d, p.sw) }
+
+// dialEcho starts a TCP echo server on addr, port 7777, in ns and
+// connects to it from d's netstack, through the tunnel to sw. Listener
+// and connection are closed when the test ends.
+func dialEcho(t *testing.T, ns *interop.Netns, addr netip.Addr, d *Daemon, sw *interop.StrongSwan) net.Conn {
 	t.Helper()
-	ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
+	ln, err := ns.Listen("tcp", addr.String()+":7777")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +197,9 @@ func (p *swPair) echoConn(t *testing.T) net.Conn {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
+	c, err := d.Net.DialContext(ctx, "tcp", addr.String()+":7777")
 	if err != nil {
-		t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
+		t.Fatalf("dial through the tunnel: %v\n%s", err, sw.LogSummary(60))
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
