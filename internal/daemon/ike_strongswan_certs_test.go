@@ -236,17 +236,7 @@ func TestIKEStrongSwanCertsUntrusted(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
-			deadline = time.Now().Add(5 * time.Second)
-			for len(p.d.IKE().IKESAs()) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("goipsec keeps %+v", p.d.IKE().IKESAs())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if in, out := p.d.SAD.Len(); in+out != 0 {
-				t.Errorf("goipsec keeps %d SAs", in+out)
-			}
+			checkNothingKept(t, p.d, p.sw)
 		})
 	}
 }

@@ -130,6 +130,23 @@ control: {socket: "-"}
 // goLogged reports whether goipsec logged s.
 func (p *swPair) goLogged(s string) bool { return logged(p.logs, s) }
 
+// checkNothingKept waits until neither charon nor d holds an IKE SA, and
+// checks that d's SAD is empty.
+func checkNothingKept(t *testing.T, d *Daemon, sw *interop.StrongSwan) {
+	t.Helper()
+	sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.IKE().IKESAs()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("goipsec keeps %+v", d.IKE().IKESAs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if in, out := d.SAD.Len(); in+out != 0 {
+		t.Errorf("goipsec keeps %d SAs", in+out)
+	}
+}
+
 // newObservedDaemon makes a daemon of the YAML configuration y (named
 // left) whose logs, from level info, go to the test's log and to the
 // returned observer.
@@ -307,17 +324,7 @@ func TestIKEStrongSwanNegative(t *testing.T) {
 				return // INVALID_KE_PAYLOAD and a retry: up
 			}
 			// Neither end keeps anything.
-			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
-			deadline = time.Now().Add(5 * time.Second)
-			for len(p.d.IKE().IKESAs()) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("goipsec keeps %+v", p.d.IKE().IKESAs())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if in, out := p.d.SAD.Len(); in+out != 0 {
-				t.Errorf("goipsec keeps %d SAs", in+out)
-			}
+			checkNothingKept(t, p.d, p.sw)
 		})
 	}
 }
