@@ -10,7 +10,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/interop"
 )
@@ -58,9 +57,7 @@ func TestIKEDaemonsHybridNetns(t *testing.T) {
 		id: "a.example.org", peerID: "b.example.org", tunAddr: "10.98.0.1", peerTun: "10.98.0.2", start: "start", psk: "pq secret"}
 	b := ikeTestPeer{addr: tp.RightAddr.String(), remote: tp.LeftAddr.String(), ike: prop, esp: esp,
 		id: "b.example.org", peerID: "a.example.org", tunAddr: "10.98.0.2", peerTun: "10.98.0.1", start: "none", psk: "pq secret"}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	p := &ikeDaemons{cancel: cancel, keysA: make(chan ike.KeyMaterial, 16)}
+	p := &ikeDaemons{}
 	fragsBefore := fragCreates(t, tp.Left) + fragCreates(t, tp.Right)
 	for _, x := range []struct {
 		name string
@@ -76,11 +73,7 @@ func TestIKEDaemonsHybridNetns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := x.ns.Do(func() error { return d.Start(ctx) }); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(d.Close)
-		go d.Serve(ctx)
+		serveIn(t, x.ns, d)
 		*x.d = d
 	}
 	waitChild(t, p.a, true)
@@ -96,7 +89,7 @@ func TestIKEDaemonsHybridNetns(t *testing.T) {
 	t.Logf("%d IP fragments made during the setup", fragCreates(t, tp.Left)+fragCreates(t, tp.Right)-fragsBefore)
 	exchange(t, p, 256<<10)
 	old := outSPI(p.a)
-	if err := p.b.Rekey(ctx, "link"); err != nil {
+	if err := p.b.Rekey(context.Background(), "link"); err != nil {
 		t.Fatal(err)
 	}
 	waitSPIChange(t, p.a, old)

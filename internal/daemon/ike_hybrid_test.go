@@ -76,13 +76,8 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 				if err := p.b.Rekey(ctx, "link"); err != nil {
 					t.Fatalf("rekey: %v", err)
 				}
-				deadline := time.Now().Add(10 * time.Second)
-				for outSPI(p.a) == oldA || outSPI(p.b) == oldB {
-					if time.Now().After(deadline) {
-						t.Fatalf("outbound SPIs %08x, %08x did not change after the rekey", outSPI(p.a), outSPI(p.b))
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
+				waitSPIChange(t, p.a, oldA)
+				waitSPIChange(t, p.b, oldB)
 				sas := p.a.IKE().IKESAs()
 				wantESP, err := proposal.Parse(message.ProtoESP, tc.esp)
 				if err != nil {
@@ -98,7 +93,7 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 				if n, err := p.a.IKE().RekeyIKE("link"); err != nil || n != 1 {
 					t.Fatalf("RekeyIKE: %d, %v", n, err)
 				}
-				deadline = time.Now().Add(10 * time.Second)
+				deadline := time.Now().Add(10 * time.Second)
 				for {
 					i1, r1, prop := ikeSPIs(t, p.a)
 					bi, br, _ := ikeSPIs(t, p.b)
@@ -119,11 +114,7 @@ func TestIKEDaemonsHybrid(t *testing.T) {
 				if err := p.a.Rekey(ctx, "link"); err != nil {
 					t.Fatalf("rekey: %v", err)
 				}
-				for deadline = time.Now().Add(10 * time.Second); outSPI(p.a) == oldA; time.Sleep(10 * time.Millisecond) {
-					if time.Now().After(deadline) {
-						t.Fatal("Child SA not rekeyed over the rekeyed IKE SA")
-					}
-				}
+				waitSPIChange(t, p.a, oldA)
 				exchange(t, p, 64<<10)
 			})
 		}
