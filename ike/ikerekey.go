@@ -37,14 +37,6 @@ type ikeRekeyNeg struct {
 	offered []message.Proposal
 }
 
-// armIKERekey schedules the rekeying of the IKE SA after rekey_time.
-func (sa *ikeSA) armIKERekey() {
-	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
-		return
-	}
-	sa.rekeyTimer = sa.m.after(jitter(sa.conn.RekeyTime), func() { sa.rekeyIKE("rekey_time") })
-}
-
 // retryIKERekey tries again after a few random seconds.
 func (sa *ikeSA) retryIKERekey(why string) {
 	if sa.rekeyTimer != nil {

@@ -44,6 +44,9 @@ type ChildSA struct {
 	Peer netip.AddrPort
 	// In and Out are the inbound and outbound ESP SAs.
 	In, Out esp.Config
+	// Lifetime is the SAD lifetime of each of the two SAs (volume limits
+	// and the hard time limit).
+	Lifetime sad.Lifetime
 }
 
 // Installer is the Manager's way into the dataplane: it installs and
@@ -160,6 +163,7 @@ type Manager struct {
 	nHalf    int             // responder SAs past IKE_SA_INIT, before IKE_AUTH
 	serial   uint64          // numbers the IKE SAs for logs
 	stats    Stats
+	life     lifecycle // restarts after dead peers (dpd.go)
 }
 
 // Stats count what the Manager did.
@@ -368,6 +372,9 @@ func (m *Manager) Terminate(name string) (int, error) {
 		}
 	}
 	n := 0
+	for _, ch := range chs {
+		m.cancelRestart(ch.conn)
+	}
 	for _, sa := range m.sortedSAs() {
 		if sa.conn == nil || sa.state == stateDead {
 			continue

@@ -94,6 +94,7 @@ type ikeSA struct {
 	dpdTimer      Timer
 	halfTimer     Timer
 	rekeyTimer    Timer        // IKE SA rekey_time (or retry)
+	lifeTimer     Timer        // IKE SA rekey_time + over_time
 	ikeRekey      *ikeRekeyNeg // our IKE SA rekey in flight
 	rekeyedTo     *ikeSA       // the IKE SA that replaced this one
 	peerRekeyed   *ikeSA       // the peer's new IKE SA while ours is in flight (collision)
@@ -446,7 +447,7 @@ func (sa *ikeSA) destroy(reason error) {
 		sa.peerRekeyed = nil
 		o.destroy(reason)
 	}
-	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer, sa.rekeyTimer} {
+	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer, sa.rekeyTimer, sa.lifeTimer} {
 		if t != nil {
 			t.Stop()
 		}

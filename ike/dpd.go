@@ -1,0 +1,256 @@
+package ike
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// What happens to the children of an IKE SA whose peer is dead (swanctl
+// dpd_action), and to a child the peer deletes (swanctl close_action).
+const (
+	DPDClear   = "clear"   // remove the SAs, nothing more
+	DPDTrap    = "trap"    // install trap policies: traffic brings the children back
+	DPDRestart = "restart" // initiate again at once, and retry until the peer answers
+	CloseNone  = "none"    // nothing (the default)
+	CloseTrap  = "trap"    // install trap policies
+	CloseStart = "start"   // initiate the child again
+)
+
+// Backoff between the attempts of a restart (dpd_action restart): each
+// attempt is a whole retransmission sequence, then the next one starts
+// after a delay that doubles from restartMin up to restartMax.
+const (
+	restartMin = time.Second
+	restartMax = 30 * time.Second
+)
+
+// restartState is a connection being re-established after its peer died.
+type restartState struct {
+	children []*Child
+	attempt  int
+	gen      int   // numbers the attempts; stale outcomes are ignored
+	timer    Timer // the next attempt
+}
+
+// lifecycle is the Manager's state for dead peers and restarts.
+type lifecycle struct {
+	restarts map[*Connection]*restartState
+}
+
+// childConfigs returns the configured children the SA carries or
+// negotiates.
+func (sa *ikeSA) childConfigs() []*Child {
+	var out []*Child
+	add := func(ch *Child) {
+		if ch != nil && !containsChild(out, ch) {
+			out = append(out, ch)
+		}
+	}
+	for _, c := range sa.children {
+		add(c.cfg)
+	}
+	for _, ch := range sa.pendingChildren {
+		add(ch)
+	}
+	if sa.authChild != nil {
+		add(sa.authChild.cfg)
+	}
+	for ch, n := range sa.creating {
+		if n > 0 {
+			add(ch)
+		}
+	}
+	return out
+}
+
+// peerDead deletes the IKE SA of a peer that stopped answering and applies
+// the connection's dpd_action to its children.
+func (sa *ikeSA) peerDead(err error) {
+	if sa.state == stateDead {
+		return
+	}
+	chs := sa.childConfigs()
+	action := DPDClear
+	if sa.conn != nil {
+		action = sa.conn.DPDAction
+	}
+	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err), zap.String("dpd_action", action))
+	sa.destroy(err)
+	m := sa.m
+	switch action {
+	case DPDTrap:
+		for _, ch := range chs {
+			m.trapIfDown(ch)
+		}
+	case DPDRestart:
+		if len(chs) > 0 {
+			m.restart(sa.conn, chs)
+		}
+	}
+}
+
+// childUp reports whether ch has an installed Child SA.
+func (m *Manager) childUp(ch *Child) bool {
+	for _, v := range m.children {
+		if c, ok := v.(*childSA); ok && c.cfg == ch && c.state == childInstalled {
+			return true
+		}
+	}
+	return false
+}
+
+// trapIfDown installs ch's trap policies unless it is up or trapped.
+func (m *Manager) trapIfDown(ch *Child) {
+	if _, ok := m.traps[ch]; ok || m.childUp(ch) {
+		return
+	}
+	m.installTrap(ch)
+}
+
+// closeAction applies the children's close_action after the peer deleted
+// them (or their IKE SA).
+func (m *Manager) closeAction(chs []*Child) {
+	for _, ch := range chs {
+		switch ch.CloseAction {
+		case CloseTrap:
+			m.trapIfDown(ch)
+		case CloseStart:
+			if m.childUp(ch) {
+				continue
+			}
+			m.log.Info("the peer closed the child: initiating it again (close_action start)", zap.String("child", ch.FullName()))
+			if _, err := m.initiateLocked(ch, nil); err != nil {
+				m.log.Error("initiating failed", zap.String("child", ch.FullName()), zap.Error(err))
+			}
+		}
+	}
+}
+
+// restart re-establishes the children of a connection whose peer died,
+// retrying with backoff until they are up (dpd_action restart).
+func (m *Manager) restart(conn *Connection, chs []*Child) {
+	if m.life.restarts == nil {
+		m.life.restarts = map[*Connection]*restartState{}
+	}
+	r := m.life.restarts[conn]
+	if r == nil {
+		r = &restartState{}
+		m.life.restarts[conn] = r
+	}
+	for _, ch := range chs {
+		if !containsChild(r.children, ch) {
+			r.children = append(r.children, ch)
+		}
+	}
+	if r.timer != nil {
+		return // an attempt is scheduled; it takes the new children too
+	}
+	m.log.Info("re-establishing the connection of the dead peer (dpd_action restart)", zap.String("connection", conn.Name))
+	m.restartAttempt(conn, r)
+}
+
+// restartAttempt initiates the restart's children once; when any fails,
+// the next attempt follows after the backoff delay.
+func (m *Manager) restartAttempt(conn *Connection, r *restartState) {
+	if m.closed || m.life.restarts[conn] != r {
+		return
+	}
+	r.timer = nil
+	r.gen++
+	gen := r.gen
+	done := make(chan error, len(r.children))
+	n := 0
+	for _, ch := range r.children {
+		n++
+		if _, err := m.initiateLocked(ch, done); err != nil {
+			done <- err
+		}
+	}
+	go func() {
+		var failed error
+		for range n {
+			if err := <-done; err != nil && failed == nil {
+				failed = err
+			}
+		}
+		m.lock()
+		defer m.unlock()
+		if m.closed || m.life.restarts[conn] != r || r.gen != gen {
+			return
+		}
+		if failed == nil {
+			m.log.Info("connection re-established after the dead peer", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1))
+			delete(m.life.restarts, conn)
+			return
+		}
+		d := min(restartMin<<min(r.attempt, 10), restartMax)
+		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
+		r.attempt++
+		m.log.Info("re-establishing failed: trying again", zap.String("connection", conn.Name), zap.Int("attempt", r.attempt),
+			zap.Duration("in", d), zap.Error(failed))
+		r.timer = m.after(d, func() { m.restartAttempt(conn, r) })
+	}()
+}
+
+// cancelRestart stops re-establishing conn (it was terminated).
+func (m *Manager) cancelRestart(conn *Connection) {
+	if r := m.life.restarts[conn]; r != nil {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+		delete(m.life.restarts, conn)
+	}
+}
+
+// initialContact deletes the IKE SAs the peer lost: those with the same
+// identities established before sa was begun (INITIAL_CONTACT, RFC 7296
+// section 2.4). They get a DELETE, in case the peer still has them after
+// all, without waiting for its answer.
+func (m *Manager) initialContact(sa *ikeSA) {
+	for _, o := range m.sortedSAs() {
+		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil ||
+			!o.remoteID.Equal(&sa.remoteID) || !o.localID.Equal(&sa.localID) || !o.estab.Before(sa.created) {
+			continue
+		}
+		o.info("INITIAL_CONTACT from the peer: deleting its old IKE SA", zap.String("new", sa.name()))
+		o.sendDeleteIKE()
+		o.destroy(fmt.Errorf("replaced after INITIAL_CONTACT by %s", sa.name()))
+	}
+}
+
+// checkDuplicate resolves two IKE SAs of the same connection and peer that
+// both ends set up at the same time (each initiating one): like a rekey
+// collision (RFC 7296 section 2.8.1), the one made with the lowest nonce
+// is redundant, and its initiator deletes it; its children go with it.
+func (sa *ikeSA) checkDuplicate() {
+	if sa.state != stateEstablished || sa.rekeyedTo != nil {
+		return
+	}
+	lowest := func(s *ikeSA) []byte {
+		if bytes.Compare(s.ni, s.nr) < 0 {
+			return s.ni
+		}
+		return s.nr
+	}
+	for _, o := range sa.m.sortedSAs() {
+		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil || o.peerRekeyed != nil ||
+			!o.remoteID.Equal(&sa.remoteID) || o.remote.Addr() != sa.remote.Addr() {
+			continue
+		}
+		redundant := sa
+		if bytes.Compare(lowest(o), lowest(sa)) < 0 {
+			redundant = o
+		}
+		if redundant.initiator {
+			redundant.info("duplicate IKE SA with the peer (both ends initiated): deleting this one, made with the lowest nonce")
+			redundant.deleteIKE()
+		} else {
+			redundant.info("duplicate IKE SA with the peer (both ends initiated): the peer deletes this one, made with the lowest nonce")
+		}
+		return
+	}
+}
