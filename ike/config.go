@@ -54,9 +54,6 @@ type Connection struct {
 	// DPDDelay is the interval of liveness checks when nothing was received
 	// from the peer; 0 disables dead peer detection.
 	DPDDelay time.Duration
-	// DPDAction is what happens to the children of an IKE SA whose peer
-	// stopped answering: DPDClear (""), DPDTrap or DPDRestart.
-	DPDAction string
 	// RekeyTime is the IKE SA's rekey interval, less a random part of up
 	// to RandTime; 0 disables rekeying.
 	RekeyTime time.Duration
@@ -105,9 +102,11 @@ type Child struct {
 	// 0 rekey and life limits mean none.
 	RekeyBytes, LifeBytes, RandBytes       int64
 	RekeyPackets, LifePackets, RandPackets int64
-	// CloseAction is what happens when the peer deletes the Child SA (or
-	// its IKE SA): CloseNone (""), CloseTrap or CloseStart.
-	CloseAction string
+	// DPDAction is what happens to the child when its peer stopped
+	// answering: DPDClear (""), DPDTrap or DPDRestart. CloseAction is what
+	// happens when the peer deletes the Child SA (or its IKE SA):
+	// CloseNone (""), CloseTrap or CloseStart.
+	DPDAction, CloseAction string
 
 	conn *Connection
 }

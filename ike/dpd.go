@@ -74,22 +74,20 @@ func (sa *ikeSA) peerDead(err error) {
 		return
 	}
 	chs := sa.childConfigs()
-	action := DPDClear
-	if sa.conn != nil {
-		action = sa.conn.DPDAction
-	}
-	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err), zap.String("dpd_action", action))
+	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err))
 	sa.destroy(err)
 	m := sa.m
-	switch action {
-	case DPDTrap:
-		for _, ch := range chs {
+	var restart []*Child
+	for _, ch := range chs {
+		switch ch.DPDAction {
+		case DPDTrap:
 			m.trapIfDown(ch)
+		case DPDRestart:
+			restart = append(restart, ch)
 		}
-	case DPDRestart:
-		if len(chs) > 0 {
-			m.restart(sa.conn, chs)
-		}
+	}
+	if len(restart) > 0 {
+		m.restart(sa.conn, restart)
 	}
 }
 

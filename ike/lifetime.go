@@ -88,19 +88,23 @@ func (ch *Child) checkLifetimes() error {
 	default:
 		return fmt.Errorf("close_action %q: want none, trap or start", ch.CloseAction)
 	}
+	switch ch.DPDAction {
+	case "":
+		ch.DPDAction = DPDClear
+	case DPDClear, DPDTrap, DPDRestart:
+	default:
+		return fmt.Errorf("dpd_action %q: want clear, trap or restart", ch.DPDAction)
+	}
+	if ch.DPDAction != DPDClear || ch.CloseAction == CloseStart {
+		if _, ok := ch.conn.remoteAddr(); !ok {
+			return fmt.Errorf("dpd_action %s and close_action %s need a single IP address in remote_addrs to initiate to", ch.DPDAction, ch.CloseAction)
+		}
+	}
 	return nil
 }
 
-// checkLifecycle validates the connection's IKE SA lifetimes and DPD
-// action.
+// checkLifecycle validates the connection's IKE SA lifetimes.
 func (c *Connection) checkLifecycle() error {
-	switch c.DPDAction {
-	case "":
-		c.DPDAction = DPDClear
-	case DPDClear, DPDTrap, DPDRestart:
-	default:
-		return fmt.Errorf("dpd_action %q: want clear, trap or restart", c.DPDAction)
-	}
 	if c.RekeyTime > 0 && c.RandTime >= c.RekeyTime {
 		return fmt.Errorf("rand_time (%v) must be below rekey_time (%v)", c.RandTime, c.RekeyTime)
 	}
