@@ -131,15 +131,24 @@ func softLimit(rekey, rnd int64) uint64 {
 
 // saLifetime returns the limits of one new SA of the child for the SAD:
 // soft volume limits (with their jitter) and hard ones, and the hard time
-// limit as a safeguard of the Manager's own timer.
+// limit as a safeguard of the Manager's own timer, a moment later so that
+// the Manager acts first (switching to a successor, telling the peer).
 func (ch *Child) saLifetime() sad.Lifetime {
 	rb, lb, jb := effective(ch.RekeyBytes, ch.LifeBytes, ch.RandBytes)
 	rp, lp, jp := effective(ch.RekeyPackets, ch.LifePackets, ch.RandPackets)
 	_, life, _ := ch.timeLimits()
 	return sad.Lifetime{
 		Soft: sad.Limits{Bytes: softLimit(rb, jb), Packets: softLimit(rp, jp)},
-		Hard: sad.Limits{Bytes: uint64(lb), Packets: uint64(lp), Time: life},
+		Hard: sad.Limits{Bytes: uint64(lb), Packets: uint64(lp), Time: life + hardTimeMargin(life)},
 	}
+}
+
+// hardTimeMargin is how much later than life_time the SAD removes an SA.
+func hardTimeMargin(life time.Duration) time.Duration {
+	if life <= 0 {
+		return 0
+	}
+	return max(life/20, time.Second)
 }
 
 // armRekey schedules the rekeying of c after its rekey_time (less the
