@@ -32,7 +32,6 @@ const (
 type restartState struct {
 	children []*Child
 	attempt  int
-	gen      int   // numbers the attempts; stale outcomes are ignored
 	timer    Timer // the next attempt
 }
 
@@ -151,47 +150,66 @@ func (m *Manager) restart(conn *Connection, chs []*Child) {
 	m.restartAttempt(conn, r)
 }
 
-// restartAttempt initiates the restart's children once; when any fails,
-// the next attempt follows after the backoff delay.
+// restartAttempt initiates the restart's children that are neither up nor
+// being negotiated, then watches them: when one fails, the next attempt
+// follows after the backoff delay.
 func (m *Manager) restartAttempt(conn *Connection, r *restartState) {
 	if m.closed || m.life.restarts[conn] != r {
 		return
 	}
 	r.timer = nil
-	r.gen++
-	gen := r.gen
-	done := make(chan error, len(r.children))
-	n := 0
 	for _, ch := range r.children {
-		n++
-		if _, err := m.initiateLocked(ch, done); err != nil {
-			done <- err
+		if m.childUp(ch) || m.negotiatingAnywhere(ch) {
+			continue
+		}
+		if _, err := m.initiateLocked(ch, nil); err != nil {
+			m.log.Error("re-establishing failed", zap.String("child", ch.FullName()), zap.Error(err))
 		}
 	}
-	go func() {
-		var failed error
-		for range n {
-			if err := <-done; err != nil && failed == nil {
-				failed = err
-			}
+	r.timer = m.after(restartPoll, func() { m.restartCheck(conn, r) })
+}
+
+// restartPoll is how often a restart looks at its children.
+const restartPoll = time.Second
+
+// restartCheck ends the restart once its children are up, waits while
+// they are negotiated, and schedules the next attempt when they failed.
+func (m *Manager) restartCheck(conn *Connection, r *restartState) {
+	if m.closed || m.life.restarts[conn] != r {
+		return
+	}
+	r.timer = nil
+	up, pending := true, false
+	for _, ch := range r.children {
+		if !m.childUp(ch) {
+			up = false
+			pending = pending || m.negotiatingAnywhere(ch)
 		}
-		m.lock()
-		defer m.unlock()
-		if m.closed || m.life.restarts[conn] != r || r.gen != gen {
-			return
-		}
-		if failed == nil {
-			m.log.Info("connection re-established after the dead peer", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1))
-			delete(m.life.restarts, conn)
-			return
-		}
+	}
+	switch {
+	case up:
+		m.log.Info("connection re-established after the dead peer", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1))
+		delete(m.life.restarts, conn)
+	case pending:
+		r.timer = m.after(restartPoll, func() { m.restartCheck(conn, r) })
+	default:
 		d := min(restartMin<<min(r.attempt, 10), restartMax)
 		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
 		r.attempt++
 		m.log.Info("re-establishing failed: trying again", zap.String("connection", conn.Name), zap.Int("attempt", r.attempt),
-			zap.Duration("in", d), zap.Error(failed))
+			zap.Duration("in", d))
 		r.timer = m.after(d, func() { m.restartAttempt(conn, r) })
-	}()
+	}
+}
+
+// negotiatingAnywhere reports whether some IKE SA negotiates ch.
+func (m *Manager) negotiatingAnywhere(ch *Child) bool {
+	for _, sa := range m.sas {
+		if sa.state != stateDead && sa.negotiating(ch) {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelRestart stops re-establishing conn (it was terminated).
