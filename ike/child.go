@@ -282,6 +282,9 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 		local, remote = tsr, tsi
 		inEnc, inInteg, outEnc, outInteg = keys.EncI, keys.IntegI, keys.EncR, keys.IntegR
 	}
+	if old == nil && weInitiated && sa.reauthOf != nil {
+		old = sa.reauthOf.reauthChild(cfg)
+	}
 	var id sad.ChildID
 	if old != nil {
 		id = old.id
@@ -335,6 +338,9 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 	}
 	sa.children = append(sa.children, c)
 	sa.armRekey(c)
+	if old != nil && old.ike != sa {
+		sa.tookOver(old, c)
+	}
 	what := "CHILD_SA established"
 	if old != nil {
 		what = "CHILD_SA rekeyed"

@@ -62,6 +62,10 @@ type Connection struct {
 	// negative none. RandTime is the rekey jitter (swanctl rand_time): 0
 	// means OverTime, negative none.
 	OverTime, RandTime time.Duration
+	// ReauthTime is the interval of reauthentication (swanctl
+	// reauth_time): a new IKE SA from scratch, the Child SAs moved over
+	// make-before-break, the old IKE SA deleted; 0 disables it.
+	ReauthTime time.Duration
 	// LocalID and RemoteID are the identities (strongSwan syntax); an empty
 	// LocalID is the first local address, an empty or "%any" RemoteID
 	// accepts any peer identity.

@@ -243,7 +243,7 @@ func (m *Manager) initialContact(sa *ikeSA) {
 // collision (RFC 7296 section 2.8.1), the one made with the lowest nonce
 // is redundant, and its initiator deletes it; its children go with it.
 func (sa *ikeSA) checkDuplicate() {
-	if sa.state != stateEstablished || sa.rekeyedTo != nil {
+	if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.reauthOf != nil {
 		return
 	}
 	lowest := func(s *ikeSA) []byte {
@@ -253,7 +253,7 @@ func (sa *ikeSA) checkDuplicate() {
 		return s.nr
 	}
 	for _, o := range sa.m.sortedSAs() {
-		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil || o.peerRekeyed != nil ||
+		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil || o.peerRekeyed != nil || o.reauthTo != nil ||
 			!o.remoteID.Equal(&sa.remoteID) || o.remote.Addr() != sa.remote.Addr() {
 			continue
 		}
@@ -265,7 +265,8 @@ func (sa *ikeSA) checkDuplicate() {
 			redundant.info("duplicate IKE SA with the peer (both ends initiated): deleting this one, made with the lowest nonce")
 			redundant.deleteIKE()
 		} else {
-			redundant.info("duplicate IKE SA with the peer (both ends initiated): the peer deletes this one, made with the lowest nonce")
+			redundant.info("duplicate IKE SA with the peer (both ends initiated, or it reauthenticates): the peer deletes one of them",
+				zap.String("lowest_nonce", redundant.name()))
 		}
 		return
 	}

@@ -49,7 +49,7 @@ func (sa *ikeSA) retryIKERekey(why string) {
 // busy reports whether exchanges are under way that an IKE SA rekey must
 // not overtake: requests of ours, or Child SA rekeys not finished.
 func (sa *ikeSA) busy() bool {
-	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy()
+	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy() || sa.reauthTo != nil
 }
 
 // childrenBusy reports Child SA rekeys not finished.
@@ -304,6 +304,7 @@ func (sa *ikeSA) rekeyedSA(weInit bool, spii, spir uint64, chosen *message.Propo
 	sa.info("IKE SA rekeyed", zap.String("new", ns.name()), zap.String("new_spis", fmt.Sprintf("%016x_i %016x_r", spii, spir)),
 		zap.String("proposal", proposal.Format(chosen)))
 	ns.armDPD()
+	ns.reauthAt = sa.reauthAt
 	ns.armIKERekey()
 	return ns, nil
 }

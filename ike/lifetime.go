@@ -191,13 +191,15 @@ func (sa *ikeSA) expireChild(c *childSA, why string) {
 }
 
 // ikeTimes returns the IKE SA's rekey interval, the time it lives beyond
-// it and the rekey jitter in force.
+// the later of rekey_time and reauth_time, and the jitter in force.
 func (c *Connection) ikeTimes() (rekey, over, rnd time.Duration) {
 	rekey = max(c.RekeyTime, 0)
+	reauth := max(c.ReauthTime, 0)
+	longest := max(rekey, reauth)
 	switch {
 	case c.OverTime < 0:
 	case c.OverTime == 0:
-		over = rekey / 10
+		over = longest / 10
 	default:
 		over = c.OverTime
 	}
@@ -208,29 +210,43 @@ func (c *Connection) ikeTimes() (rekey, over, rnd time.Duration) {
 	default:
 		rnd = c.RandTime
 	}
-	if rekey > 0 && rnd >= rekey {
-		rnd = rekey - 1
+	shortest := longest
+	if rekey > 0 && reauth > 0 {
+		shortest = min(rekey, reauth)
+	}
+	if shortest > 0 && rnd >= shortest {
+		rnd = shortest - 1
 	}
 	return rekey, over, rnd
 }
 
-// armIKERekey schedules the rekeying of the IKE SA after rekey_time (less
-// the jitter), and its deletion over_time later.
+// armIKERekey schedules the rekeying of the IKE SA after rekey_time and
+// its reauthentication after reauth_time (less the jitter), and its
+// deletion over_time after the later of the two.
 func (sa *ikeSA) armIKERekey() {
 	if sa.conn == nil {
 		return
 	}
 	rekey, over, rnd := sa.conn.ikeTimes()
-	if rekey <= 0 {
-		return
+	reauth := max(sa.conn.ReauthTime, 0)
+	if rekey > 0 {
+		sa.rekeyTimer = sa.m.after(randomLess(rekey, rnd), func() { sa.rekeyIKE("rekey_time") })
 	}
-	sa.rekeyTimer = sa.m.after(randomLess(rekey, rnd), func() { sa.rekeyIKE("rekey_time") })
-	if over > 0 {
-		sa.lifeTimer = sa.m.after(rekey+over, func() {
+	if reauth > 0 {
+		// A rekey does not authenticate again: the new IKE SA keeps
+		// the old one's time, as strongSwan's do.
+		now := sa.m.clock.Now()
+		if sa.reauthAt.IsZero() {
+			sa.reauthAt = now.Add(randomLess(reauth, rnd))
+		}
+		sa.reauthTimer = sa.m.after(max(sa.reauthAt.Sub(now), 0), sa.reauth)
+	}
+	if life := max(rekey, reauth); life > 0 && over > 0 {
+		sa.lifeTimer = sa.m.after(life+over, func() {
 			if sa.state != stateEstablished || sa.rekeyedTo != nil {
 				return
 			}
-			sa.warn("IKE SA expired (rekey_time + over_time) before it was rekeyed: deleting it")
+			sa.warn("IKE SA expired (rekey_time or reauth_time, + over_time) before it was replaced: deleting it")
 			sa.deleteIKE()
 		})
 	}

@@ -321,3 +321,41 @@ func TestInitialContact(t *testing.T) {
 	}
 	p.established(t)
 }
+
+// TestReauth checks reauthentication: a new IKE SA from scratch takes over
+// the Child SA make-before-break (a's fake installer checks that a sends on
+// nothing b does not accept yet, and removes no inbound SA b still sends
+// on), and the old IKE SA is deleted at both ends, three times over.
+func TestReauth(t *testing.T) {
+	p := rekeyPair(t, true)
+	// b, the responder, installs the new Child SA under a new ID whose
+	// policies come after the old one's, which keep carrying b's packets
+	// until the old IKE SA is deleted: the fake installer, which knows no
+	// policies, would take the new SA for one b sends on at once.
+	p.b.inst.peer = nil
+	a0, _ := p.converged(t)
+	old := p.a.m.IKESAs()[0]
+	p.a.m.mu.Lock()
+	p.a.m.cfg.Connections[0].ReauthTime = 10 * time.Minute
+	for _, sa := range p.a.m.sas {
+		sa.armIKERekey()
+	}
+	p.a.m.mu.Unlock()
+	for range 3 {
+		p.clock.Advance(10*time.Minute+time.Second, p.net)
+		p.clock.Advance(DefaultRekeyGrace+2*time.Second, p.net)
+		a1, _ := p.converged(t)
+		changed(t, a0, a1)
+		if a1.id != a0.id {
+			t.Errorf("child ID %d after the reauthentication, was %d: the policies must stay", a1.id, a0.id)
+		}
+		sas := p.a.m.IKESAs()
+		if len(sas) != 1 || sas[0].SPIi == old.SPIi {
+			t.Fatalf("IKE SAs %+v after reauth_time, want one new one:\n%s", sas, p.a.dumpLogs())
+		}
+		a0, old = a1, sas[0]
+	}
+	if !p.a.logged("IKE SA reauthenticated") || p.a.logged("rekeying IKE SA") {
+		t.Errorf("no reauthentication logged, or a rekey instead:\n%s", p.a.dumpLogs())
+	}
+}

@@ -84,6 +84,11 @@ func (sa *ikeSA) rekeyChild(c *childSA, why string) bool {
 	if sa.state != stateEstablished || c.state != childInstalled || c.successor != nil || c.rekeying || c.pending != nil || !sa.current(c) {
 		return false
 	}
+	if sa.reauthTo != nil {
+		// The reauthentication replaces it; if that fails, rekey.
+		c.rekeyTimer = sa.m.after(2*time.Second, func() { c.ike.rekeyChild(c, why) })
+		return false
+	}
 	sa.info("rekeying CHILD_SA", zap.String("child", c.cfg.FullName()), zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)),
 		zap.String("spi_out", fmt.Sprintf("%08x", c.spiOut)), zap.String("reason", why))
 	return sa.sendRekey(c, 0)

@@ -43,6 +43,7 @@ type Connection struct {
 	DPDDelay    Duration          `yaml:"dpd_delay"`
 	RekeyTime   Duration          `yaml:"rekey_time"`
 	OverTime    *Duration         `yaml:"over_time"`
+	ReauthTime  Duration          `yaml:"reauth_time"`
 	RandTime    *Duration         `yaml:"rand_time"`
 	Local       Auth              `yaml:"local"`
 	Remote      Auth              `yaml:"remote"`

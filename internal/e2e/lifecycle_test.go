@@ -24,6 +24,7 @@ type lcPeer struct {
 	inner, peerInner  string // protected (TUN) addresses
 	start             string
 	ikeRekey, ikeRand string // IKE SA rekey_time, rand_time ("": unset)
+	ikeReauth         string
 	childRekey        string
 	childRand         string
 	childLife         string
@@ -42,6 +43,7 @@ func (p lcPeer) yaml() string {
 	}
 	opt("    ", "rekey_time", p.ikeRekey)
 	opt("    ", "rand_time", p.ikeRand)
+	opt("    ", "reauth_time", p.ikeReauth)
 	if p.ikeRekey != "" {
 		b.WriteString("    over_time: 30s\n")
 	}
@@ -300,10 +302,11 @@ func checkSettled(t *testing.T, l *lcLink, da, db *proc) {
 
 // TestLifecycleRekeyStream runs two goipsec daemons in namespaces whose
 // Child SAs live about 3 s and IKE SAs about 8 s, with timers a little
-// different at both ends so that both initiate rekeys (with PFS), while
-// sequence-numbered UDP streams flow both ways for 60 s: every datagram
-// arrives exactly once, the capture on the veth holds nothing but ESP and
-// IKE in UDP 4500, and the logs show the many rekeys of both ends.
+// different at both ends so that both initiate rekeys (with PFS), and b
+// reauthenticates every 20 s or so, while sequence-numbered UDP streams
+// flow both ways for 60 s: every datagram arrives exactly once, the
+// capture on the veth holds nothing but ESP and IKE in UDP 4500, and the
+// logs show the many rekeys of both ends and b's reauthentications.
 func TestLifecycleRekeyStream(t *testing.T) {
 	needRoot(t, "dumpcap", "tshark")
 	if testing.Short() {
@@ -313,7 +316,7 @@ func TestLifecycleRekeyStream(t *testing.T) {
 	l.pa.childRekey, l.pa.childRand, l.pa.childLife = "3s", "1s", "10s"
 	l.pb.childRekey, l.pb.childRand, l.pb.childLife = "3200ms", "1200ms", "10s"
 	l.pa.ikeRekey, l.pa.ikeRand = "8s", "3s"
-	l.pb.ikeRekey, l.pb.ikeRand = "8500ms", "3500ms"
+	l.pb.ikeRekey, l.pb.ikeRand, l.pb.ikeReauth = "8500ms", "3500ms", "20s"
 	db := daemon(t, "goipsec-b", l.b, l.pb.yaml())
 	da := daemon(t, "goipsec-a", l.a, l.pa.yaml())
 	da.waitFor(t, "CHILD_SA established", 20*time.Second)
@@ -343,6 +346,9 @@ func TestLifecycleRekeyStream(t *testing.T) {
 		if n := p.count("expired (hard lifetime)") + p.count("IKE SA expired") + p.count("dead peer"); n != 0 {
 			t.Errorf("%s: %d SAs expired or peers declared dead", p.name, n)
 		}
+	}
+	if n := db.count("IKE SA reauthenticated"); n < 2 {
+		t.Errorf("b reauthenticated %d times in 60 s, want at least 2 (reauth_time 20s)", n)
 	}
 	// 60 s of Child SAs rekeyed every 2 to 3.2 s, IKE SAs every 5 to 8.5 s.
 	if childTotal < 15 || ikeTotal < 5 {
