@@ -74,6 +74,7 @@ func (sa *ikeSA) peerDead(err error) {
 	}
 	chs := sa.childConfigs()
 	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err))
+	sa.m.obs.PeerDead()
 	sa.destroy(err)
 	m := sa.m
 	var restart []*Child
