@@ -64,6 +64,11 @@ type Connection struct {
 	// negative none. RandTime is the rekey jitter (swanctl rand_time): 0
 	// means OverTime, negative none.
 	OverTime, RandTime time.Duration
+	// KeyingTries is how many times a child with start_action start is
+	// initiated before giving up (swanctl keyingtries): 0 or 1 once, as
+	// strongSwan by default; negative until it is up (swanctl's 0).
+	// Between attempts the delay grows from 1 s to 30 s.
+	KeyingTries int
 	// ReauthTime is the interval of reauthentication (swanctl
 	// reauth_time): a new IKE SA from scratch, the Child SAs moved over
 	// make-before-break, the old IKE SA deleted; 0 disables it.

@@ -28,11 +28,14 @@ const (
 	restartMax = 30 * time.Second
 )
 
-// restartState is a connection being re-established after its peer died.
+// restartState is a connection being (re-)established with retries: after
+// its peer died, or at start with keyingtries other than 1.
 type restartState struct {
 	children []*Child
 	attempt  int
-	timer    Timer // the next attempt
+	limit    int    // attempts before giving up; 0: until it works
+	why      string // for the logs
+	timer    Timer  // the next attempt, or the next look at the children
 }
 
 // lifecycle is the Manager's state for dead peers and restarts.
@@ -87,7 +90,8 @@ func (sa *ikeSA) peerDead(err error) {
 		}
 	}
 	if len(restart) > 0 {
-		m.restart(sa.conn, restart)
+		m.log.Info("re-establishing the children of the dead peer (dpd_action restart)", zap.String("connection", sa.conn.Name))
+		m.restart(sa.conn, restart, 0, "dpd_action restart")
 	}
 }
 
@@ -128,16 +132,18 @@ func (m *Manager) closeAction(chs []*Child) {
 	}
 }
 
-// restart re-establishes the children of a connection whose peer died,
-// retrying with backoff until they are up (dpd_action restart).
-func (m *Manager) restart(conn *Connection, chs []*Child) {
+// restart initiates children of a connection, retrying with backoff until
+// they are up or limit attempts failed (0: no limit).
+func (m *Manager) restart(conn *Connection, chs []*Child, limit int, why string) {
 	if m.life.restarts == nil {
 		m.life.restarts = map[*Connection]*restartState{}
 	}
 	r := m.life.restarts[conn]
 	if r == nil {
-		r = &restartState{}
+		r = &restartState{limit: limit, why: why}
 		m.life.restarts[conn] = r
+	} else if limit == 0 {
+		r.limit, r.why = 0, why
 	}
 	for _, ch := range chs {
 		if !containsChild(r.children, ch) {
@@ -147,8 +153,20 @@ func (m *Manager) restart(conn *Connection, chs []*Child) {
 	if r.timer != nil {
 		return // an attempt is scheduled; it takes the new children too
 	}
-	m.log.Info("re-establishing the connection of the dead peer (dpd_action restart)", zap.String("connection", conn.Name))
 	m.restartAttempt(conn, r)
+}
+
+// startChild initiates a child with start_action start: once, or with
+// retries as the connection's keyingtries says.
+func (m *Manager) startChild(ch *Child) {
+	tries := ch.conn.KeyingTries
+	if tries == 0 || tries == 1 {
+		if _, err := m.initiateLocked(ch, nil); err != nil {
+			m.log.Error("initiating failed", zap.String("child", ch.FullName()), zap.Error(err))
+		}
+		return
+	}
+	m.restart(ch.conn, []*Child{ch}, max(tries, 0), "start_action start, keyingtries")
 }
 
 // restartAttempt initiates the restart's children that are neither up nor
@@ -189,16 +207,19 @@ func (m *Manager) restartCheck(conn *Connection, r *restartState) {
 	}
 	switch {
 	case up:
-		m.log.Info("connection re-established after the dead peer", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1))
+		m.log.Info("connection re-established", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1), zap.String("by", r.why))
 		delete(m.life.restarts, conn)
 	case pending:
 		r.timer = m.after(restartPoll, func() { m.restartCheck(conn, r) })
+	case r.limit > 0 && r.attempt+1 >= r.limit:
+		m.log.Warn("initiating failed: giving up (keyingtries)", zap.String("connection", conn.Name), zap.Int("attempts", r.attempt+1))
+		delete(m.life.restarts, conn)
 	default:
 		d := min(restartMin<<min(r.attempt, 10), restartMax)
 		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
 		r.attempt++
-		m.log.Info("re-establishing failed: trying again", zap.String("connection", conn.Name), zap.Int("attempt", r.attempt),
-			zap.Duration("in", d))
+		m.log.Info("initiating failed: trying again", zap.String("connection", conn.Name), zap.Int("attempt", r.attempt),
+			zap.Duration("in", d), zap.String("by", r.why))
 		r.timer = m.after(d, func() { m.restartAttempt(conn, r) })
 	}
 }

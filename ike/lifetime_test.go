@@ -359,3 +359,34 @@ func TestReauth(t *testing.T) {
 		t.Errorf("no reauthentication logged, or a rekey instead:\n%s", p.a.dumpLogs())
 	}
 }
+
+// TestKeyingTries checks start_action start with keyingtries: retried
+// until the peer answers (swanctl's 0, here negative), or given up after
+// the configured number of attempts.
+func TestKeyingTries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tries int
+		up    bool
+	}{{"until-up", -1, true}, {"two", 2, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t, side{start: StartStart}, side{}, Options{RetransmitTries: 2, RetransmitTimeout: time.Second})
+			p.a.m.cfg.Connections[0].KeyingTries = tc.tries
+			p.net.drop = func(packet) bool { return true }
+			p.a.m.Start()
+			// Two attempts of 6.04 s each, a delay of 1 to 1.25 s between.
+			p.clock.Advance(15*time.Second, p.net)
+			if n := len(p.a.inst.list()); n != 0 || !p.a.logged("initiating failed: trying again") {
+				t.Fatalf("%d children up with the peer away, or no retry:\n%s", n, p.a.dumpLogs())
+			}
+			p.net.drop = nil
+			p.clock.Advance(time.Minute, p.net)
+			if up := len(p.a.inst.list()) == 1; up != tc.up {
+				t.Errorf("child up %v once the peer answers, want %v:\n%s", up, tc.up, p.a.dumpLogs())
+			}
+			if !tc.up && !p.a.logged("giving up (keyingtries)") {
+				t.Errorf("no giving up logged:\n%s", p.a.dumpLogs())
+			}
+		})
+	}
+}

@@ -280,9 +280,7 @@ func (m *Manager) Start() {
 			case StartTrap:
 				m.installTrap(ch)
 			case StartStart:
-				if _, err := m.initiateLocked(ch, nil); err != nil {
-					m.log.Error("initiating failed", zap.String("child", ch.FullName()), zap.Error(err))
-				}
+				m.startChild(ch)
 			}
 		}
 	}

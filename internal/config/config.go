@@ -47,6 +47,7 @@ type Connection struct {
 	RekeyTime   Duration          `yaml:"rekey_time"`
 	OverTime    *Duration         `yaml:"over_time"`
 	ReauthTime  Duration          `yaml:"reauth_time"`
+	KeyingTries *int              `yaml:"keyingtries"`
 	RandTime    *Duration         `yaml:"rand_time"`
 	Local       Auth              `yaml:"local"`
 	Remote      Auth              `yaml:"remote"`
@@ -408,6 +409,9 @@ func (v *validator) connection(p string, c *Connection) error {
 		if err := v.auth(p+"."+side.name, side.name == "local", side.a); err != nil {
 			return err
 		}
+	}
+	if c.KeyingTries != nil && *c.KeyingTries < 0 {
+		return v.errorf(p+".keyingtries", "want 0 (until it works) or more, got %d", *c.KeyingTries)
 	}
 	if c.RandTime != nil && c.RekeyTime > 0 && *c.RandTime >= c.RekeyTime {
 		return v.errorf(p+".rand_time", "want less than rekey_time (%v), got %v", c.RekeyTime.D(), c.RandTime.D())

@@ -26,7 +26,7 @@ func TestLifetimes(t *testing.T) {
 		err               string // substring of the error; "" for none
 	}{
 		{"defaults", "", "", ""},
-		{"all set", "    rekey_time: 4h\n    over_time: 10m\n    rand_time: 5m\n",
+		{"all set", "    rekey_time: 4h\n    over_time: 10m\n    rand_time: 5m\n    reauth_time: 8h\n    keyingtries: 0\n",
 			"        rekey_time: 1h\n        life_time: 66m\n        rand_time: 0s\n        rekey_bytes: 1000000\n        life_bytes: 2000000\n        rand_bytes: 1000\n" +
 				"        rekey_packets: 1000\n        life_packets: 1100\n        rand_packets: 0\n        dpd_action: restart\n        close_action: trap\n", ""},
 		{"life below rekey", "", "        rekey_time: 1h\n        life_time: 30m\n", "children.k.life_time: want more than rekey_time (1h0m0s), got 30m0s"},
@@ -35,6 +35,7 @@ func TestLifetimes(t *testing.T) {
 		{"packets", "", "        rekey_packets: 100\n        rand_packets: 200\n", "children.k.rand_packets: want less than rekey_packets"},
 		{"ike rand", "    rekey_time: 1h\n    rand_time: 2h\n", "", "c.rand_time: want less than rekey_time"},
 		{"dpd action", "", "        dpd_action: hold\n", "dpd_action: want clear, trap or restart"},
+		{"keyingtries", "    keyingtries: -2\n", "", "c.keyingtries: want 0 (until it works) or more"},
 		{"close action", "", "        close_action: restart\n", "close_action: want none, trap or start"},
 		{"negative size", "", "        rekey_bytes: -1\n", "rekey_bytes"},
 	} {
@@ -51,7 +52,8 @@ func TestLifetimes(t *testing.T) {
 			}
 			ch := c.Connections["c"].Children["k"]
 			if ch.RandTime == nil || *ch.RandTime != 0 || ch.RandPackets == nil || *ch.RandPackets != 0 || *ch.RandBytes != 1000 ||
-				ch.DPDAction != "restart" || ch.CloseAction != "trap" || ch.LifeBytes != 2000000 {
+				ch.DPDAction != "restart" || ch.CloseAction != "trap" || ch.LifeBytes != 2000000 ||
+				*c.Connections["c"].KeyingTries != 0 || c.Connections["c"].ReauthTime.D().Hours() != 8 {
 				t.Errorf("child %+v", ch)
 			}
 		})

@@ -144,8 +144,8 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	where := "connections." + name
 	out := &ike.Connection{Name: name, RemotePort: c.RemotePort, Encap: c.Encap, DPDDelay: time.Duration(c.DPDDelay),
 		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), OverTime: optDuration(c.OverTime), RandTime: optDuration(c.RandTime),
-		ReauthTime: time.Duration(c.ReauthTime),
-		LocalID:    c.Local.ID, RemoteID: c.Remote.ID}
+		ReauthTime: time.Duration(c.ReauthTime), KeyingTries: keyingTries(c.KeyingTries),
+		LocalID: c.Local.ID, RemoteID: c.Remote.ID}
 	if err := ikeAuth(where, c, out); err != nil {
 		return nil, err
 	}

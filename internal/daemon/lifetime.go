@@ -20,6 +20,18 @@ func optDuration(d *config.Duration) time.Duration {
 	return time.Duration(*d)
 }
 
+// keyingTries maps swanctl's keyingtries (unset: 1; 0: until it works)
+// to IKE's (0 or 1: once; negative: until it works).
+func keyingTries(v *int) int {
+	switch {
+	case v == nil:
+		return 1
+	case *v == 0:
+		return -1
+	}
+	return *v
+}
+
 // optCount is optDuration for byte and packet counts.
 func optCount(v *uint64) int64 {
 	switch {

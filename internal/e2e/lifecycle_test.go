@@ -482,7 +482,7 @@ func TestLifecycleDPD(t *testing.T) {
 	time.Sleep(3 * time.Second) // b keeps trying meanwhile
 	da2 := daemon(t, "goipsec-a2", l.a, l.pa.yaml())
 	da2.waitFor(t, "CHILD_SA established", 60*time.Second)
-	db.waitFor(t, "connection re-established after the dead peer", 10*time.Second)
+	db.waitFor(t, "connection re-established", 10*time.Second)
 	ab := startUDPStream(t, l.a, l.b, "10.79.0.2:7001", 5*time.Millisecond)
 	ba := startUDPStream(t, l.b, l.a, "10.79.0.1:7002", 5*time.Millisecond)
 	time.Sleep(2 * time.Second)
