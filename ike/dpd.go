@@ -263,9 +263,38 @@ func (m *Manager) initialContact(sa *ikeSA) {
 // checkDuplicate resolves two IKE SAs of the same connection and peer that
 // both ends set up at the same time (each initiating one): like a rekey
 // collision (RFC 7296 section 2.8.1), the one made with the lowest nonce
-// is redundant, and its initiator deletes it; its children go with it.
+// is redundant, and its initiator deletes it; its children go with it. It
+// waits for the grace period first: the peer may be reauthenticating (a
+// new IKE SA while the old one still carries traffic), and then deletes
+// the old IKE SA itself once the new one has taken its Child SAs over.
 func (sa *ikeSA) checkDuplicate() {
-	if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.reauthOf != nil {
+	if o := sa.duplicate(); o != nil {
+		sa.m.log.Debug("two IKE SAs with the peer: looking again after the grace period", sa.logFields(zap.String("other", o.name()))...)
+		sa.m.after(sa.m.opts.RekeyGrace, sa.resolveDuplicate)
+	}
+}
+
+// duplicate returns another IKE SA of the same connection and peer, up and
+// not replaced, if sa is such an SA too.
+func (sa *ikeSA) duplicate() *ikeSA {
+	if sa.state != stateEstablished || sa.rekeyedTo != nil || sa.reauthOf != nil || sa.reauthTo != nil {
+		return nil
+	}
+	for _, o := range sa.m.sortedSAs() {
+		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil || o.peerRekeyed != nil || o.reauthTo != nil ||
+			o.reauthOf != nil || !o.remoteID.Equal(&sa.remoteID) || o.remote.Addr() != sa.remote.Addr() {
+			continue
+		}
+		return o
+	}
+	return nil
+}
+
+// resolveDuplicate deletes the redundant one of sa and its duplicate, if
+// we initiated it.
+func (sa *ikeSA) resolveDuplicate() {
+	o := sa.duplicate()
+	if o == nil {
 		return
 	}
 	lowest := func(s *ikeSA) []byte {
@@ -274,22 +303,14 @@ func (sa *ikeSA) checkDuplicate() {
 		}
 		return s.nr
 	}
-	for _, o := range sa.m.sortedSAs() {
-		if o == sa || o.state != stateEstablished || o.conn != sa.conn || o.rekeyedTo != nil || o.peerRekeyed != nil || o.reauthTo != nil ||
-			!o.remoteID.Equal(&sa.remoteID) || o.remote.Addr() != sa.remote.Addr() {
-			continue
-		}
-		redundant := sa
-		if bytes.Compare(lowest(o), lowest(sa)) < 0 {
-			redundant = o
-		}
-		if redundant.initiator {
-			redundant.info("duplicate IKE SA with the peer (both ends initiated): deleting this one, made with the lowest nonce")
-			redundant.deleteIKE()
-		} else {
-			redundant.info("duplicate IKE SA with the peer (both ends initiated, or it reauthenticates): the peer deletes one of them",
-				zap.String("lowest_nonce", redundant.name()))
-		}
+	redundant := sa
+	if bytes.Compare(lowest(o), lowest(sa)) < 0 {
+		redundant = o
+	}
+	if redundant.initiator {
+		redundant.info("duplicate IKE SA with the peer (both ends initiated): deleting this one, made with the lowest nonce")
+		redundant.deleteIKE()
 		return
 	}
+	redundant.info("duplicate IKE SA with the peer (both ends initiated): the peer deletes this one, made with the lowest nonce")
 }

@@ -273,7 +273,7 @@ func TestDuplicateIKESA(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.net.Pump()
-	p.clock.Advance(time.Second, p.net)
+	p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
 	for _, x := range []*peer{p.a, p.b} {
 		sas := x.m.IKESAs()
 		if len(sas) != 1 || len(sas[0].Children) != 1 || len(x.inst.list()) != 1 {
