@@ -46,6 +46,7 @@ type childSA struct {
 	weInit     bool      // we initiated the exchange that made the SA
 	rekeyTimer Timer     // rekey_time
 	lifeTimer  Timer     // life_time
+	takenOver  bool      // replaced by a reauthentication, graceTimer the fallback
 	graceTimer Timer     // removal of a replaced SA's inbound SA
 	switchTmr  Timer     // fallback switch of a pending outbound SA
 }

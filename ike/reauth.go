@@ -81,6 +81,16 @@ func (sa *ikeSA) reauthCheck() {
 		sa.rekeyedTo = ns
 		ns.reauthOf = nil
 		sa.deleteIKE()
+		// The peer sends on the old Child SAs until it has the DELETE:
+		// their inbound SAs stay for the grace period from now.
+		for _, c := range append([]*childSA(nil), ns.retired...) {
+			if c.takenOver {
+				c.takenOver = false
+				c.graceTimer.Stop()
+				c.graceTimer = nil
+				ns.retire(c, true)
+			}
+		}
 	default:
 		sa.reauthTimer = sa.m.after(time.Second, sa.reauthCheck)
 	}
@@ -97,10 +107,23 @@ func (sa *ikeSA) reauthChild(cfg *Child) *childSA {
 }
 
 // tookOver moves old, replaced by c of the reauthenticating SA, over to
-// it: it accepts packets for the grace period, then goes.
+// it: it accepts packets until the grace period after the old IKE SA's
+// DELETE, then goes.
 func (sa *ikeSA) tookOver(old, c *childSA) {
 	old.ike.unlist(old)
 	old.ike = sa
 	old.successor = c
-	sa.retire(old, true)
+	sa.retire(old, false)
+	// Should the old IKE SA go another way (the peer deletes it), the
+	// old inbound SA still goes in the end.
+	old.takenOver = true
+	old.graceTimer = sa.m.after(takeOverGrace, func() {
+		old.takenOver = false
+		old.ike.removeChild(old)
+	})
 }
+
+// takeOverGrace bounds how long a Child SA a reauthentication replaced
+// keeps accepting packets if the old IKE SA's DELETE does not start the
+// grace period.
+const takeOverGrace = 30 * time.Second
