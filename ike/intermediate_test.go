@@ -706,3 +706,30 @@ func TestHybridCertAuth(t *testing.T) {
 		})
 	}
 }
+
+// TestHybridReauth: a reauthentication (reauth_time) sets up the new IKE SA
+// with the additional key exchange in IKE_INTERMEDIATE again.
+func TestHybridReauth(t *testing.T) {
+	p := hybridRekeyPair(t)
+	p.b.inst.peer = nil // as in TestReauth: the fake installer knows no policies
+	a0, _ := p.converged(t)
+	old := p.a.m.IKESAs()[0]
+	p.a.m.mu.Lock()
+	p.a.m.cfg.Connections[0].ReauthTime = 10 * time.Minute
+	for _, sa := range p.a.m.sas {
+		sa.armIKERekey()
+	}
+	p.a.m.mu.Unlock()
+	before := p.net.exchanges()[message.IKEIntermediate]
+	p.clock.Advance(10*time.Minute+time.Second, p.net)
+	p.clock.Advance(DefaultRekeyGrace+2*time.Second, p.net)
+	a1, _ := p.converged(t)
+	changed(t, a0, a1)
+	sas := p.a.m.IKESAs()
+	if len(sas) != 1 || sas[0].SPIi == old.SPIi || sas[0].Proposal != "aes256gcm16-prfsha384-x25519-ke1_mlkem768" {
+		t.Fatalf("IKE SAs %+v after reauth_time, want one new hybrid one:\n%s", sas, p.a.dumpLogs())
+	}
+	if n := p.net.exchanges()[message.IKEIntermediate] - before; n != 2 {
+		t.Errorf("%d IKE_INTERMEDIATE messages in the reauthentication, want 2", n)
+	}
+}
