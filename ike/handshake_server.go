@@ -23,6 +23,12 @@ import (
 // respondInitError answers an IKE_SA_INIT request with an unprotected error
 // notification, keeping no state.
 func (m *Manager) respondInitError(h *message.Header, from netip.AddrPort, natt bool, n *message.Notify) {
+	if n.NotifyType.IsError() && n.NotifyType != message.InvalidKEPayload {
+		// A refused handshake; the peer retries after INVALID_KE_PAYLOAD
+		// (or COOKIE, a status) and is counted then.
+		m.obs.HandshakeStarted(false)
+		m.obs.HandshakeFailed(false, notifyReason(n.NotifyType))
+	}
 	msg := &message.Message{SPIi: h.SPIi, Exchange: message.IKESAInit, Flags: message.FlagResponse, Payloads: []message.Payload{n}}
 	wire, err := msg.Marshal()
 	if err != nil {
@@ -193,6 +199,13 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	resp := []message.Payload{&message.SA{Proposals: []message.Proposal{*chosen}},
 		&message.KE{Method: uint16(suite.KE), Data: pub}, &message.Nonce{Data: sa.nr}}
 	resp = append(resp, natdPayloads(sa.spiI, sa.spiR, from)...)
+	if msg.Notify(message.SignatureHashAlgorithms) != nil {
+		resp = append(resp, sigHashNotify())
+	}
+	if cr := candidateCertReq(cands); cr != nil {
+		resp = append(resp, cr)
+	}
+	sa.readSigHashes(msg)
 	out := &message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: message.IKESAInit, Flags: message.FlagResponse, Payloads: resp}
 	wire, err := out.Marshal()
 	if err != nil {
@@ -202,6 +215,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	}
 	sa.initReq, sa.initResp = clone(b), wire
 	sa.state = stateInitDone
+	m.obs.HandshakeStarted(false)
 	m.nHalf++
 	m.halfOpen[key] = sa
 	sa.nextPeerID = 1
@@ -209,7 +223,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	sa.halfTimer = m.after(m.opts.HalfOpenTimeout, func() {
 		if sa.state == stateInitDone {
 			sa.warn("half-open IKE SA timed out: the initiator never completed IKE_AUTH")
-			sa.destroy(errors.New("half-open timeout"))
+			sa.destroy(fmt.Errorf("half-open IKE SA: %w", ErrTimeout))
 		}
 	})
 	sa.info("IKE_SA_INIT answered", zap.String("proposal", proposal.Format(chosen)))
@@ -219,6 +233,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 // authFailed answers IKE_AUTH with AUTHENTICATION_FAILED and forgets the SA.
 func (sa *ikeSA) authFailed(id uint32, err error) {
 	sa.errorf("authentication of the initiator failed: answering AUTHENTICATION_FAILED", zap.Error(err))
+	sa.m.stats.AuthFailed++
 	sa.respond(message.IKEAuth, id, []message.Payload{message.NewNotify(message.AuthenticationFailed, nil)})
 	sa.destroy(err)
 }
@@ -264,16 +279,19 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 	}
 	sa.conn = conn
 	sa.localID = conn.localID.id
-	if err := sa.verifyPeerAuth(&idi.Identity, auth, sa.initReq, sa.nr, sa.keys.Pi); err != nil {
+	if err := sa.verifyPeerAuth(msg, &idi.Identity, auth, sa.initReq, sa.nr, sa.keys.Pi); err != nil {
 		sa.authFailed(msg.MessageID, err)
 		return
 	}
 	sa.remoteID = idi.Identity
-	psk, _ := m.cfg.lookupPSK(&sa.localID, &sa.remoteID)
 	prf := sa.suite.PRF
 	octets := ikecrypto.SignedOctets(prf, sa.keys.Pr, sa.initResp, sa.ni, &sa.localID, nil)
-	ps := []message.Payload{&message.IDr{Identity: sa.localID},
-		&message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)}}
+	ours, err := sa.localAuth(octets, &sa.remoteID)
+	if err != nil {
+		sa.authFailed(msg.MessageID, fmt.Errorf("authenticating ourselves: %w", err))
+		return
+	}
+	ps := append([]message.Payload{&message.IDr{Identity: sa.localID}}, ours...)
 	sa.established()
 	if cp, ok := getChildPayloads(msg); ok {
 		cps, _, cerr := sa.acceptChild(msg, cp, sa.ni, sa.nr, false, nil)
@@ -281,6 +299,7 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 			sa.warn("CHILD_SA refused: answering with "+cerr.Notify.String(), zap.String("reason", cerr.Detail),
 				zap.String("hint", childHint(cerr.Notify)))
 			ps = append(ps, message.NewNotify(cerr.Notify, cerr.Data))
+			m.obs.ChildSAFailed(false, notifyReason(cerr.Notify))
 		} else {
 			ps = append(ps, cps...)
 		}

@@ -133,6 +133,9 @@ type Options struct {
 	// KeyHook, for tests only, receives copies of every derived key as it
 	// is made. It must be nil in production; keys are never logged.
 	KeyHook func(KeyMaterial)
+	// Observer, if set, is told of handshakes, rekeys and dead peers
+	// (observer.go), for metrics.
+	Observer Observer
 }
 
 // Manager runs IKEv2 (RFC 7296) for a set of connections: it initiates and
@@ -141,6 +144,7 @@ type Options struct {
 // It is safe for concurrent use.
 type Manager struct {
 	cfg   *Config
+	obs   Observer
 	log   *zap.Logger
 	tr    Transport
 	inst  Installer
@@ -166,6 +170,9 @@ type Manager struct {
 type Stats struct {
 	Received, Sent, Retransmits, Dropped uint64
 	Established, Failed, Deleted         uint64
+	// AuthFailed counts the IKE SAs of Failed that failed authentication
+	// (ours refused by the peer, or the peer's by us).
+	AuthFailed uint64
 }
 
 // outMsg is a message queued for sending once the lock is released.
@@ -223,8 +230,11 @@ func NewManager(cfg *Config, opts Options) (*Manager, error) {
 	if opts.FirstChildID == 0 {
 		opts.FirstChildID = 1
 	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
 	m := &Manager{
-		cfg: cfg, log: opts.Log, tr: opts.Transport, inst: opts.Installer, clock: opts.Clock, opts: opts,
+		cfg: cfg, obs: opts.Observer, log: opts.Log, tr: opts.Transport, inst: opts.Installer, clock: opts.Clock, opts: opts,
 		sas: map[uint64]*ikeSA{}, halfOpen: map[initKey]*ikeSA{}, children: map[sad.ChildID]any{},
 		traps: map[*Child]sad.ChildID{}, nextID: opts.FirstChildID, reserved: map[uint32]bool{},
 	}
@@ -369,8 +379,8 @@ func (m *Manager) Terminate(name string) (int, error) {
 	}
 	n := 0
 	for _, sa := range m.sortedSAs() {
-		if sa.conn == nil || sa.state == stateDead {
-			continue
+		if sa.conn == nil || sa.state == stateDead || sa.state == stateDeleting {
+			continue // being deleted already: not up
 		}
 		if isConn && sa.conn == chs[0].conn {
 			m.log.Info("deleting IKE SA on request", sa.logFields()...)

@@ -65,6 +65,7 @@ type ikeSA struct {
 	retries     int      // INVALID_KE_PAYLOAD and COOKIE retries
 	natLocal    bool     // we are behind a NAT (informational)
 	natRemote   bool     // the peer claims to be behind a NAT (informational)
+	sigHashes   []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427)
 
 	keys        *ikecrypto.IKEKeys
 	out, in     *ikecrypto.Cipher // protect what we send, open what we receive
@@ -420,6 +421,9 @@ func (sa *ikeSA) failWaiters(err error) {
 
 // notifyWaiters reports the outcome of a child's negotiation.
 func (sa *ikeSA) notifyWaiters(ch *Child, err error) {
+	if err != nil {
+		sa.m.obs.ChildSAFailed(true, FailureReason(err))
+	}
 	for _, w := range sa.waiters[ch] {
 		if err != nil {
 			w <- fmt.Errorf("%s: %w", ch.FullName(), err)
@@ -440,6 +444,9 @@ func (sa *ikeSA) destroy(reason error) {
 		m.nHalf--
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
+	if sa.state == stateInitSent || sa.state == stateAuthSent || sa.state == stateInitDone {
+		m.obs.HandshakeFailed(sa.initiator, FailureReason(reason))
+	}
 	sa.state = stateDead
 	sa.releaseIKERekey()
 	if o := sa.peerRekeyed; o != nil {

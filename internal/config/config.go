@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/goipsec/goipsec/internal/logging"
 	"github.com/goipsec/goipsec/internal/xform"
 )
 
@@ -24,6 +26,7 @@ type Config struct {
 	Tun         Tun                    `yaml:"tun"`
 	Control     Control                `yaml:"control"`
 	Daemon      Daemon                 `yaml:"daemon"`
+	Log         Log                    `yaml:"log"`
 
 	// Warnings lists things that load but deserve an operator's attention
 	// (legacy algorithms, for example).
@@ -147,6 +150,17 @@ type Daemon struct {
 	Group string `yaml:"group"`
 }
 
+// Log is the daemon's logging (strongswan.conf's charondebug, in zap's
+// levels): a default level, per-subsystem levels and the line format.
+type Log struct {
+	// Level is the default level: debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is console or json.
+	Format string `yaml:"format"`
+	// Levels sets the level of some subsystems (logging.Subsystems).
+	Levels map[string]string `yaml:"levels"`
+}
+
 // Defaults.
 const (
 	DefaultSocket       = "/run/goipsec/goipsec.sock"
@@ -267,7 +281,31 @@ func (v *validator) validate() error {
 	if err := v.tun(); err != nil {
 		return err
 	}
+	if err := v.log(); err != nil {
+		return err
+	}
 	return v.daemon()
+}
+
+// log checks the log section and fills in its defaults.
+func (v *validator) log() error {
+	l := &v.c.Log
+	var ok bool
+	if l.Level, ok = oneOf(l.Level, "info", "debug", "info", "warn", "error"); !ok {
+		return v.errorf("log.level", "want %s, got %q", want("debug", "info", "warn", "error"), l.Level)
+	}
+	if l.Format, ok = oneOf(l.Format, "console", "console", "json"); !ok {
+		return v.errorf("log.format", "want %s, got %q", want("console", "json"), l.Format)
+	}
+	for _, sub := range sortedKeys(l.Levels) {
+		if !slices.Contains(logging.Subsystems, sub) {
+			return v.errorf("log.levels."+sub, "want a subsystem: %s", want(logging.Subsystems...))
+		}
+		if _, ok := oneOf(l.Levels[sub], "", "debug", "info", "warn", "error"); !ok || l.Levels[sub] == "" {
+			return v.errorf("log.levels."+sub, "want %s, got %q", want("debug", "info", "warn", "error"), l.Levels[sub])
+		}
+	}
+	return nil
 }
 
 // daemon checks the daemon section's syntax; the user and group are looked
@@ -336,8 +374,11 @@ func (v *validator) connection(p string, c *Connection) error {
 		a    *Auth
 	}{{"local", &c.Local}, {"remote", &c.Remote}} {
 		var ok bool
-		if side.a.Auth, ok = oneOf(side.a.Auth, "psk", "psk", "pubkey"); !ok {
-			return v.errorf(p+"."+side.name+".auth", "want %s, got %q", want("psk", "pubkey"), side.a.Auth)
+		if side.a.Auth, ok = oneOf(side.a.Auth, "psk", "psk", "pubkey", "rsa/pss"); !ok {
+			return v.errorf(p+"."+side.name+".auth", "want %s, got %q", want("psk", "pubkey", "rsa/pss"), side.a.Auth)
+		}
+		if err := v.auth(p+"."+side.name, side.name == "local", side.a); err != nil {
+			return err
 		}
 	}
 	if len(c.Children) == 0 {
@@ -349,6 +390,56 @@ func (v *validator) connection(p string, c *Connection) error {
 		}
 	}
 	return nil
+}
+
+// auth checks a side's certificate settings: what auth pubkey needs, and
+// no certificate without it. File names relative to the configuration
+// file's directory are made relative to the working directory; the files
+// are read when the daemon starts.
+func (v *validator) auth(p string, local bool, a *Auth) error {
+	pub := a.Auth != "psk"
+	files := func(key string, list []string) error {
+		for i, f := range list {
+			if strings.TrimSpace(f) == "" {
+				return v.errorf(fmt.Sprintf("%s.%s[%d]", p, key, i), "empty file name")
+			}
+			list[i] = v.path(f)
+		}
+		return nil
+	}
+	if err := files("certs", a.Certs); err != nil {
+		return err
+	}
+	if err := files("cacerts", a.CACerts); err != nil {
+		return err
+	}
+	if a.Key != "" {
+		a.Key = v.path(a.Key)
+	}
+	switch {
+	case local && pub && len(a.Certs) == 0:
+		return v.errorf(p+".certs", "auth %s needs our certificate file (then any intermediates)", a.Auth)
+	case local && pub && a.Key == "":
+		return v.errorf(p+".key", "auth %s needs the private key file of the first certificate", a.Auth)
+	case !local && pub && len(a.CACerts) == 0 && len(a.Certs) == 0:
+		return v.errorf(p+".cacerts", "auth %s needs the CA certificates the peer's certificate must chain to (or the peer's certificates in certs)", a.Auth)
+	case !pub && len(a.Certs) > 0:
+		return v.errorf(p+".certs", "certificates need auth: pubkey (auth is psk)")
+	case !pub && local && a.Key != "":
+		return v.errorf(p+".key", "a private key needs auth: pubkey (auth is psk)")
+	case !pub && !local && len(a.CACerts) > 0:
+		return v.errorf(p+".cacerts", "CA certificates need auth: pubkey (auth is psk)")
+	}
+	return nil
+}
+
+// path resolves a file name of the configuration relative to the
+// configuration file's directory.
+func (v *validator) path(f string) string {
+	if filepath.IsAbs(f) {
+		return f
+	}
+	return filepath.Join(filepath.Dir(v.file), f)
 }
 
 func checkAddr(a string) error {
