@@ -36,6 +36,8 @@ type ikeTestPeer struct {
 	psk              string
 	ikeRekey         string // rekey_time of the IKE SA, "" unset
 	childRekey       string // rekey_time of the Child SA, "" unset
+	childLife        string // life_time of the Child SA, "" unset
+	childExtra       string // more YAML lines under the child
 }
 
 func (p ikeTestPeer) yaml() string {
@@ -54,6 +56,10 @@ func (p ikeTestPeer) yaml() string {
 	if p.childRekey != "" {
 		fmt.Fprintf(&b, "        rekey_time: %s\n", p.childRekey)
 	}
+	if p.childLife != "" {
+		fmt.Fprintf(&b, "        life_time: %s\n", p.childLife)
+	}
+	b.WriteString(p.childExtra)
 	fmt.Fprintf(&b, "secrets:\n  link: {id: [a.example.org, b.example.org], secret: %q}\n", p.psk)
 	fmt.Fprintf(&b, "tun:\n  mode: netstack\n  addresses: [%s/24]\ncontrol:\n  socket: \"-\"\n", p.tunAddr)
 	return b.String()
@@ -266,9 +272,48 @@ func TestIKEDaemonControl(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	exchange(t, p, 64<<10)
+	checkTimesLeft(t, p.a)
 	if err := p.a.Rekey(ctx, "nope"); !errors.Is(err, control.ErrNotFound) {
 		t.Errorf("rekey unknown: %v", err)
 	}
+}
+
+// checkTimesLeft checks that list-sas tells the time left to rekey and
+// expiry of the IKE SA and of the negotiated Child SAs (default lifetimes).
+func checkTimesLeft(t *testing.T, d *Daemon) {
+	t.Helper()
+	ikes := d.ListIKESAs()
+	if len(ikes) != 1 {
+		t.Fatalf("%d IKE SAs listed, want 1", len(ikes))
+	}
+	ik := ikes[0]
+	if r, e := ik.RekeyInSeconds, ik.ExpiresInSeconds; r == nil || e == nil || *r <= 0 || *e <= *r {
+		t.Errorf("IKE SA times left: rekey %v, expires %v; want 0 < rekey < expires", deref(r), deref(e))
+	}
+	current := map[string]bool{}
+	for _, c := range d.IKE().IKESAs()[0].Children {
+		current[control.FormatSPI(c.SPIIn)], current[control.FormatSPI(c.SPIOut)] = true, true
+	}
+	n := 0
+	for _, sa := range d.ListSAs() {
+		if !current[sa.SPI] {
+			continue // an old inbound SA kept after a rekey: only its hard end
+		}
+		n++
+		if r, e := sa.RekeyInSeconds, sa.ExpiresInSeconds; r == nil || e == nil || *r <= 0 || *e < *r {
+			t.Errorf("%s SA %s times left: rekey %v, expires %v; want 0 < rekey <= expires", sa.Direction, sa.SPI, deref(r), deref(e))
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d current Child SAs listed, want 2", n)
+	}
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return "none"
+	}
+	return *p
 }
 
 // outSPI returns the SPI of d's (first) outbound SA.
@@ -373,10 +418,10 @@ func TestIKEDaemonRekeyStream(t *testing.T) {
 	pa, pb := freeUDPPort(t), freeUDPPort(t)
 	a := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pa, remotePort: pb, ike: "aes128gcm16-prfsha256-x25519", esp: "aes128gcm16-x25519",
 		id: "a.example.org", peerID: "b.example.org", tunAddr: "10.98.0.1", peerTun: "10.98.0.2", start: "start", psk: "k",
-		ikeRekey: "5s", childRekey: "2s"}
+		ikeRekey: "5s", childRekey: "2s", childLife: "5s"}
 	b := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pb, remotePort: pa, ike: a.ike, esp: a.esp,
 		id: "b.example.org", peerID: "a.example.org", tunAddr: "10.98.0.2", peerTun: "10.98.0.1", start: "none", psk: "k",
-		ikeRekey: "5s", childRekey: "2s"}
+		ikeRekey: "5s", childRekey: "2s", childLife: "5s"}
 	p := startDaemons(t, a, b)
 	waitChild(t, p.a, true)
 	waitChild(t, p.b, true)
