@@ -117,6 +117,9 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 		&message.KE{Method: uint16(sa.keMethod), Data: sa.ke.PublicValue()},
 		&message.Nonce{Data: sa.ni})
 	ps = append(ps, natdPayloads(sa.spiI, 0, sa.remote)...)
+	if sa.frag.local = announceFragmentation(sa.conn); sa.frag.local {
+		ps = append(ps, message.NewNotify(message.IKEv2FragmentationSupported, nil))
+	}
 	msg := &message.Message{SPIi: sa.spiI, Exchange: message.IKESAInit, Flags: message.FlagInitiator, Payloads: ps}
 	wire, err := msg.Marshal()
 	if err != nil {
@@ -124,7 +127,7 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 	}
 	sa.initReq = wire
 	sa.enqueue(&request{exchange: message.IKESAInit,
-		build:      func(uint32) ([]byte, error) { return wire, nil },
+		build:      func(uint32) ([][]byte, error) { return [][]byte{wire}, nil },
 		onResponse: sa.handleInitResponse,
 		onTimeout:  func() { sa.fail(fmt.Errorf("IKE_SA_INIT: %w", ErrTimeout)) }})
 	return nil
@@ -214,6 +217,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		return
 	}
 	sa.spiR = msg.SPIr
+	sa.frag.peer = msg.Notify(message.IKEv2FragmentationSupported) != nil
 	sa.chosen, sa.suite = &chosen, suite
 	sa.nr = clone(nonce.Data)
 	sa.initResp = clone(raw)

@@ -193,6 +193,12 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	resp := []message.Payload{&message.SA{Proposals: []message.Proposal{*chosen}},
 		&message.KE{Method: uint16(suite.KE), Data: pub}, &message.Nonce{Data: sa.nr}}
 	resp = append(resp, natdPayloads(sa.spiI, sa.spiR, from)...)
+	// Fragmentation is announced back only to an initiator that announced
+	// it (RFC 7383 section 2.3).
+	sa.frag.peer = msg.Notify(message.IKEv2FragmentationSupported) != nil
+	if sa.frag.local = sa.frag.peer && announceFragmentation(cands...); sa.frag.local {
+		resp = append(resp, message.NewNotify(message.IKEv2FragmentationSupported, nil))
+	}
 	out := &message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: message.IKESAInit, Flags: message.FlagResponse, Payloads: resp}
 	wire, err := out.Marshal()
 	if err != nil {
