@@ -140,6 +140,7 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	where := "connections." + name
 	out := &ike.Connection{Name: name, RemotePort: c.RemotePort, Encap: c.Encap, DPDDelay: time.Duration(c.DPDDelay),
 		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), LocalID: c.Local.ID, RemoteID: c.Remote.ID}
+	out.Fragmentation, out.FragmentSize = c.Fragmentation, c.FragmentSize
 	if c.Local.Auth != "psk" || c.Remote.Auth != "psk" {
 		return nil, fmt.Errorf("%s: auth pubkey (certificates) is not built yet: use auth: psk", where)
 	}
