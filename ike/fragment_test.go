@@ -291,8 +291,17 @@ func TestFragmentedIKEAuth(t *testing.T) {
 				}
 			}
 			p.net.mu.Unlock()
-			// Later exchanges fragment too.
+			// Later exchanges fragment too, on a rekeyed IKE SA as well:
+			// the negotiation carries over.
 			if tc.wantA {
+				old, _ := p.a.ikeSPIs(t)
+				if n, err := p.a.m.RekeyIKE("conn"); n != 1 || err != nil {
+					t.Fatalf("RekeyIKE: %d, %v", n, err)
+				}
+				p.net.Pump()
+				if now, _ := p.a.ikeSPIs(t); now == old {
+					t.Fatal("IKE SA not rekeyed")
+				}
 				before := p.a.m.Stats().FragmentsSent
 				p.a.m.lock()
 				for _, sa := range p.a.m.sas {
@@ -457,9 +466,16 @@ func TestFragmentRejected(t *testing.T) {
 		if err := p.initiate("conn"); err != nil {
 			t.Fatal(err)
 		}
-		n := sendCrafted(t, p, 2, 1, 2, 100)
+		n := 0
+		for range 5 {
+			n += sendCrafted(t, p, 2, 1, 2, 100)
+		}
 		if st := p.b.m.Stats(); st.FragmentsRejected != uint64(n) || st.FragmentsReceived != 0 {
 			t.Fatalf("responder: %+v", st)
+		}
+		// A burst is logged once.
+		if l := p.b.logs.FilterMessageSnippet("IKE fragment dropped").Len(); l != 1 {
+			t.Errorf("%d log lines for a burst of %d rejected fragments", l, n)
 		}
 	})
 	t.Run("too many fragments", func(t *testing.T) {
