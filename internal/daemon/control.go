@@ -74,6 +74,8 @@ func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
 		HandshakesCompleted: st.Established,
 		HandshakesFailed:    map[string]uint64{},
 		Rekeys:              map[string]uint64{},
+		Fragments:           map[string]uint64{"sent": st.FragmentsSent, "received": st.FragmentsReceived, "rejected": st.FragmentsRejected},
+		Reassembled:         st.Reassembled,
 	}
 	var pending uint64
 	for _, sa := range sas {

@@ -36,6 +36,11 @@ type IKEStats struct {
 	Rekeys map[string]uint64
 	// DPDFailures counts peers declared dead by dead peer detection.
 	DPDFailures uint64
+	// Fragments counts IKE fragments (RFC 7383) by event: "sent",
+	// "received" (authentic) and "rejected"; Reassembled counts the
+	// messages reassembled from them.
+	Fragments   map[string]uint64
+	Reassembled uint64
 }
 
 // IKESource reports IKE statistics; it must be safe for concurrent use.
@@ -74,6 +79,9 @@ var (
 	descIKEFailed    = desc("ike_handshakes_failed_total", "IKE handshakes that failed, by reason.", "reason")
 	descIKERekeys    = desc("ike_rekeys_total", "Rekeys completed, by kind (ike or child).", "kind")
 	descDPDFailures  = desc("ike_dpd_failures_total", "Peers declared dead by dead peer detection.")
+
+	descIKEFragments   = desc("ike_fragments_total", "IKE fragments (RFC 7383), by event (sent, received, rejected).", "event")
+	descIKEReassembled = desc("ike_reassembled_messages_total", "IKE messages reassembled from fragments.")
 )
 
 // Collector is a prometheus.Collector over a control.Backend.
@@ -94,7 +102,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if c.ike != nil {
-		for _, d := range []*prometheus.Desc{descIKESAs, descIKEStarted, descIKECompleted, descIKEFailed, descIKERekeys, descDPDFailures} {
+		for _, d := range []*prometheus.Desc{descIKESAs, descIKEStarted, descIKECompleted, descIKEFailed, descIKERekeys, descDPDFailures,
+			descIKEFragments, descIKEReassembled} {
 			ch <- d
 		}
 	}
@@ -166,6 +175,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descIKERekeys, v, kind)
 		}
 		counter(descDPDFailures, s.DPDFailures)
+		for event, v := range s.Fragments {
+			counter(descIKEFragments, v, event)
+		}
+		counter(descIKEReassembled, s.Reassembled)
 	}
 }
 

@@ -175,6 +175,8 @@ func (fakeIKE) IKEStats() IKEStats {
 		HandshakesFailed:    map[string]uint64{"timeout": 1, "auth": 1},
 		Rekeys:              map[string]uint64{"ike": 1, "child": 4},
 		DPDFailures:         2,
+		Fragments:           map[string]uint64{"sent": 7, "received": 6, "rejected": 1},
+		Reassembled:         2,
 	}
 }
 
@@ -202,10 +204,18 @@ goipsec_ike_rekeys_total{kind="ike"} 1
 # HELP goipsec_ike_dpd_failures_total Peers declared dead by dead peer detection.
 # TYPE goipsec_ike_dpd_failures_total counter
 goipsec_ike_dpd_failures_total 2
+# HELP goipsec_ike_fragments_total IKE fragments (RFC 7383), by event (sent, received, rejected).
+# TYPE goipsec_ike_fragments_total counter
+goipsec_ike_fragments_total{event="received"} 6
+goipsec_ike_fragments_total{event="rejected"} 1
+goipsec_ike_fragments_total{event="sent"} 7
+# HELP goipsec_ike_reassembled_messages_total IKE messages reassembled from fragments.
+# TYPE goipsec_ike_reassembled_messages_total counter
+goipsec_ike_reassembled_messages_total 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "goipsec_ike_sas", "goipsec_ike_handshakes_started_total",
 		"goipsec_ike_handshakes_completed_total", "goipsec_ike_handshakes_failed_total", "goipsec_ike_rekeys_total",
-		"goipsec_ike_dpd_failures_total"); err != nil {
+		"goipsec_ike_dpd_failures_total", "goipsec_ike_fragments_total", "goipsec_ike_reassembled_messages_total"); err != nil {
 		t.Error(err)
 	}
 	if problems, _ := testutil.CollectAndLint(c); len(problems) != 0 {
