@@ -54,6 +54,12 @@ const (
 	DefaultFragmentTimeout = 30 * time.Second
 )
 
+// fragMemoryLimit bounds the octets held in all of a Manager's incomplete
+// fragment sets together: IKE SAs still in IKE_AUTH (whose peers are not
+// authenticated yet) could otherwise hold MaxReassembledSize each. A
+// variable for tests.
+var fragMemoryLimit = 8 << 20
+
 // fragLogEvery limits the log lines about rejected fragments: one per
 // interval, with the count of those not logged.
 const fragLogEvery = 10 * time.Second
@@ -89,10 +95,11 @@ const (
 	fragRestart                      // more Total Fragments: the set was emptied and restarted with it
 	fragTooMany                      // Total Fragments above MaxFragments
 	fragTooBig                       // the message would exceed MaxReassembledSize: the set is emptied
+	fragNoMemory                     // all sets together would exceed fragMemoryLimit
 )
 
 var fragVerdictNames = [...]string{"stored", "complete", "duplicate", "stale Total Fragments", "restart",
-	"too many fragments", "reassembled message too large"}
+	"too many fragments", "reassembled message too large", "reassembly memory of all IKE SAs exhausted"}
 
 func (v fragVerdict) String() string { return fragVerdictNames[v] }
 
@@ -248,7 +255,12 @@ func (sa *ikeSA) addFragment(b []byte, h *message.Header, from netip.AddrPort) (
 			}
 		})
 	}
-	v := s.add(f)
+	before := s.size
+	v := fragNoMemory
+	if m.fragBytes+len(f.Data) <= fragMemoryLimit {
+		v = s.add(f)
+	}
+	m.fragBytes += s.size - before
 	switch v {
 	case fragStored, fragRestart:
 		m.log.Debug("received fragment, waiting for the rest", sa.logFields(zap.Stringer("exchange", h.Exchange),
@@ -260,7 +272,7 @@ func (sa *ikeSA) addFragment(b []byte, h *message.Header, from netip.AddrPort) (
 		return nil, false, false, nil
 	default:
 		sa.rejectFragment(from, h, "fragment rejected: "+v.String(), fmt.Errorf("fragment %d of %d", f.Number, f.Total))
-		if v == fragTooMany || v == fragTooBig {
+		if v == fragTooMany || v == fragTooBig || v == fragNoMemory {
 			sa.dropFragSet(slot)
 		}
 		return nil, false, false, nil
@@ -310,6 +322,7 @@ func (sa *ikeSA) dropFragSet(slot int) {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
+	sa.m.fragBytes -= s.size
 	s.reset(0)
 	sa.frag.sets[slot] = nil
 }

@@ -291,6 +291,9 @@ func TestFragmentedIKEAuth(t *testing.T) {
 				}
 			}
 			p.net.mu.Unlock()
+			if p.a.m.fragBytes != 0 || p.b.m.fragBytes != 0 {
+				t.Errorf("reassembly memory still counted: a %d, b %d", p.a.m.fragBytes, p.b.m.fragBytes)
+			}
 			// Later exchanges fragment too, on a rekeyed IKE SA as well:
 			// the negotiation carries over.
 			if tc.wantA {
@@ -488,6 +491,28 @@ func TestFragmentRejected(t *testing.T) {
 			t.Fatalf("responder: %+v", st)
 		}
 	})
+	t.Run("memory of all sets", func(t *testing.T) {
+		defer func(l int) { fragMemoryLimit = l }(fragMemoryLimit)
+		fragMemoryLimit = 5000
+		p := newPair(t, side{}, side{}, Options{})
+		if err := p.initiate("conn"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 3; i++ {
+			sendCrafted(t, p, 2, i, 4, 2000)
+		}
+		st := p.b.m.Stats()
+		if st.FragmentsRejected != 1 || st.FragmentsReceived != 3 || !p.b.logged("reassembly memory of all IKE SAs exhausted") {
+			t.Fatalf("responder: %+v\n%s", st, p.b.dumpLogs())
+		}
+		if held := p.b.fragHeld(); held != 0 || p.b.m.fragBytes != 0 {
+			t.Errorf("%d octets held, %d counted after the set was dropped", held, p.b.m.fragBytes)
+		}
+		sendCrafted(t, p, 2, 1, 4, 2000)
+		if held := p.b.fragHeld(); held != 2000 || p.b.m.fragBytes != 2000 {
+			t.Errorf("%d octets held, %d counted", held, p.b.m.fragBytes)
+		}
+	})
 	t.Run("oversize", func(t *testing.T) {
 		p := newPair(t, side{}, side{}, Options{})
 		if err := p.initiate("conn"); err != nil {
@@ -511,6 +536,21 @@ func TestFragmentRejected(t *testing.T) {
 		}
 		p.b.m.unlock()
 	})
+}
+
+// fragHeld returns the octets the peer's fragment sets hold.
+func (p *peer) fragHeld() int {
+	p.m.lock()
+	defer p.m.unlock()
+	n := 0
+	for _, sa := range p.m.sas {
+		for _, s := range sa.frag.sets {
+			if s != nil {
+				n += s.size
+			}
+		}
+	}
+	return n
 }
 
 // sendCrafted sends the established responder fragment number n of total
@@ -686,12 +726,19 @@ func FuzzFragmentedRequests(f *testing.F) {
 			}
 			p.b.m.HandleMessage(w, sa.remote, true)
 			p.b.m.lock()
+			held := 0
 			for _, bsa := range p.b.m.sas {
 				for _, s := range bsa.frag.sets {
 					if s != nil && (s.size > MaxReassembledSize || s.total > MaxFragments || s.have > int(s.total)) {
 						t.Fatalf("set out of bounds: total %d have %d size %d", s.total, s.have, s.size)
 					}
+					if s != nil {
+						held += s.size
+					}
 				}
+			}
+			if held != p.b.m.fragBytes {
+				t.Fatalf("sets hold %d octets, %d counted", held, p.b.m.fragBytes)
 			}
 			p.b.m.unlock()
 		}

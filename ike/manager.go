@@ -166,6 +166,7 @@ type Manager struct {
 
 	fragLogAt    time.Time // last log line about a rejected fragment
 	fragLogMuted int       // rejected fragments not logged since
+	fragBytes    int       // octets held by all incomplete fragment sets
 }
 
 // Stats count what the Manager did.
