@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -755,4 +756,24 @@ func FuzzFragmentedRequests(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestFragMaxLen(t *testing.T) {
+	for _, tc := range []struct {
+		size   int
+		remote string
+		natt   bool
+		want   int
+	}{
+		{0, "192.0.2.1:4500", true, 1280 - 20 - 8 - 4},
+		{0, "192.0.2.1:500", false, 1280 - 20 - 8},
+		{576, "192.0.2.1:4500", true, 576 - 32},
+		{0, "[2001:db8::1]:4500", true, 1280 - 40 - 8 - 4},
+		{1500, "[2001:db8::1]:500", false, 1500 - 48},
+	} {
+		sa := &ikeSA{conn: &Connection{FragmentSize: tc.size}, remote: netip.MustParseAddrPort(tc.remote), natt: tc.natt}
+		if got := sa.fragMaxLen(); got != tc.want {
+			t.Errorf("%d to %s (natt %v): %d, want %d", tc.size, tc.remote, tc.natt, got, tc.want)
+		}
+	}
 }
