@@ -125,7 +125,9 @@ control: {socket: "-"}
 				if splits < 1 || !strings.Contains(swLog, "reassembled fragmented IKE message") {
 					t.Errorf("charon did not split and reassemble IKE messages:\n%s", sw.LogSummary(80))
 				}
-				if uint64(received) != st.FragmentsSent {
+				// (Equal unless a retransmission made goipsec send a
+				// message twice.)
+				if received < 2 || uint64(received) > st.FragmentsSent {
 					t.Errorf("charon received %d fragments, goipsec sent %d", received, st.FragmentsSent)
 				}
 			} else if st.FragmentsSent+st.FragmentsReceived != 0 || splits != 0 || received != 0 {
