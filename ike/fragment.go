@@ -199,17 +199,17 @@ func (sa *ikeSA) fragment(msg *message.Message, wire []byte) ([][]byte, error) {
 	if msg.Exchange == message.IKESAInit || !sa.fragSend() {
 		return [][]byte{wire}, nil
 	}
-	max := sa.fragMaxLen()
-	if len(wire) <= max {
+	limit := sa.fragMaxLen()
+	if len(wire) <= limit {
 		return [][]byte{wire}, nil
 	}
-	frags, err := ikecrypto.EncryptFragments(msg, sa.out, max)
+	frags, err := ikecrypto.EncryptFragments(msg, sa.out, limit)
 	if err != nil {
 		return nil, fmt.Errorf("ike: fragmenting %v: %w", msg.Exchange, err)
 	}
 	sa.m.stats.FragmentsSent += uint64(len(frags))
 	sa.m.log.Debug("splitting IKE message into fragments", sa.logFields(zap.Stringer("exchange", msg.Exchange),
-		zap.Uint32("msgid", msg.MessageID), zap.Int("bytes", len(wire)), zap.Int("fragments", len(frags)), zap.Int("max", max))...)
+		zap.Uint32("msgid", msg.MessageID), zap.Int("bytes", len(wire)), zap.Int("fragments", len(frags)), zap.Int("max", limit))...)
 	return frags, nil
 }
 
