@@ -79,10 +79,18 @@ func (e *ChildError) Error() string {
 }
 
 // AuthError reports failed authentication of either side.
-type AuthError struct{ Detail string }
+type AuthError struct {
+	Detail string
+	// Err, if set, is the cause (ErrCertExpired, ErrCertUntrusted,
+	// ErrIdentityMismatch, ErrBadSignature, ...).
+	Err error
+}
 
 // Error says that authentication failed, and why.
 func (e *AuthError) Error() string { return "AUTHENTICATION_FAILED: " + e.Detail }
+
+// Unwrap returns the cause.
+func (e *AuthError) Unwrap() error { return e.Err }
 
 // isChildError reports whether a notification refuses only the Child SA
 // (RFC 7296 section 1.2: the IKE SA stands).

@@ -1,6 +1,8 @@
 package ike
 
 import (
+	"crypto"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -70,6 +72,20 @@ type Connection struct {
 	FragmentSize int
 	// Children are the Child SAs the connection negotiates.
 	Children []*Child
+
+	// LocalAuth and RemoteAuth are how we and the peer authenticate:
+	// AuthPSK (also ""), AuthPubkey or AuthRSAPSS.
+	LocalAuth, RemoteAuth string
+	// LocalCerts are our certificate, then the intermediates we send
+	// with it (pubkey); LocalKey is the certificate's private key.
+	LocalCerts []*x509.Certificate
+	LocalKey   crypto.Signer
+	// RemoteCACerts are the CAs the peer's certificate must chain to;
+	// RemoteCerts, if any, pin it to one of them (pubkey).
+	RemoteCACerts, RemoteCerts []*x509.Certificate
+	// ClassicSignatures signs with the classic methods (RSA 1, ECDSA 9-11)
+	// even when the peer announces RFC 7427, for peers that need them.
+	ClassicSignatures bool
 
 	localID, remoteID identity
 }
@@ -147,7 +163,7 @@ func (i identity) String() string {
 	if i.any {
 		return "%any"
 	}
-	return i.id.String()
+	return idString(&i.id)
 }
 
 // ParseIdentity reads an identity as strongSwan writes it: an IP address
@@ -199,7 +215,11 @@ func parseIdentity(s string) (identity, error) {
 	case strings.HasPrefix(s, "@"):
 		return nonEmpty(s, message.FQDNIdentity(s[1:]))
 	case strings.Contains(s, "="):
-		return identity{}, fmt.Errorf("ike: identity %q: distinguished names need certificate authentication, which is not built yet", s)
+		der, err := parseDN(s)
+		if err != nil {
+			return identity{}, err
+		}
+		return identity{id: message.DNIdentity(der)}, nil
 	case strings.Contains(s, "@"):
 		return identity{id: message.RFC822Identity(s)}, nil
 	}
@@ -224,9 +244,22 @@ func keyID(s, val string) (identity, error) {
 	return nonEmpty(s, message.KeyIDIdentity([]byte(val)))
 }
 
+// wildcard reports whether i is a pattern, as strongSwan's: a leading '*'
+// of an FQDN or e-mail address ("*.example.org", "*@example.org"), or a DN
+// value "*" ("C=CH, O=Org, CN=*").
+func (i identity) wildcard() bool {
+	switch i.id.IDType {
+	case message.IDFQDN, message.IDRFC822:
+		return strings.HasPrefix(string(i.id.Data), "*")
+	case message.IDDERASN1DN:
+		return strings.Contains(message.FormatDN(i.id.Data), "=*")
+	}
+	return false
+}
+
 // matches reports whether the configured identity i accepts the received
-// identity got. FQDNs and e-mail addresses compare without regard to case,
-// as strongSwan does.
+// identity got (a pattern if wildcard). FQDNs, e-mail addresses and DN
+// values compare without regard to case, as strongSwan does.
 func (i identity) matches(got *message.Identity) bool {
 	if i.any {
 		return true
@@ -236,7 +269,13 @@ func (i identity) matches(got *message.Identity) bool {
 	}
 	switch got.IDType {
 	case message.IDFQDN, message.IDRFC822:
-		return strings.EqualFold(string(i.id.Data), string(got.Data))
+		want := string(i.id.Data)
+		if suffix, ok := strings.CutPrefix(want, "*"); ok {
+			return len(got.Data) > len(suffix) && strings.HasSuffix(strings.ToLower(string(got.Data)), strings.ToLower(suffix))
+		}
+		return strings.EqualFold(want, string(got.Data))
+	case message.IDDERASN1DN:
+		return message.DNMatch(i.id.Data, got.Data)
 	}
 	return string(i.id.Data) == string(got.Data)
 }
@@ -292,6 +331,12 @@ func (c *Connection) prepare() error {
 	var err error
 	if c.localID, err = parseIdentity(c.LocalID); err != nil {
 		return fmt.Errorf("local id: %w", err)
+	}
+	if c.localID.wildcard() {
+		return fmt.Errorf("local id %s is a wildcard: we can only send a concrete identity", c.localID)
+	}
+	if err := c.prepareAuth(); err != nil {
+		return err
 	}
 	if c.localID.any {
 		a, ok := c.firstLocal()

@@ -117,6 +117,7 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 		&message.KE{Method: uint16(sa.keMethod), Data: sa.ke.PublicValue()},
 		&message.Nonce{Data: sa.ni})
 	ps = append(ps, natdPayloads(sa.spiI, 0, sa.remote)...)
+	ps = append(ps, sigHashNotify())
 	if sa.frag.local = announceFragmentation(sa.conn); sa.frag.local {
 		ps = append(ps, message.NewNotify(message.IKEv2FragmentationSupported, nil))
 	}
@@ -231,6 +232,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		return
 	}
 	sa.checkNAT(msg, sa.remote, sa.natt)
+	sa.readSigHashes(msg)
 	if !sa.natt {
 		// Float to the NAT-T port (RFC 7296 section 2.23); goipsec always
 		// wants ESP in UDP, so it always floats.
@@ -293,21 +295,24 @@ func (sa *ikeSA) sendAuth() {
 	m, conn := sa.m, sa.conn
 	sa.localID = conn.localID.id
 	peer := conn.remoteID.id
-	psk, ok := m.cfg.lookupPSK(&sa.localID, &peer)
-	if !ok {
-		sa.fail(fmt.Errorf("no pre-shared key for %s - %s: add a secret for these identities", conn.localID, conn.remoteID))
+	prf := sa.suite.PRF
+	octets := ikecrypto.SignedOctets(prf, sa.keys.Pi, sa.initReq, sa.nr, &sa.localID, nil)
+	auth, err := sa.localAuth(octets, &peer)
+	if err != nil {
+		sa.fail(err)
 		return
 	}
 	ps := []message.Payload{&message.IDi{Identity: sa.localID}}
 	if !m.hasOtherSA(sa) {
 		ps = append(ps, message.NewNotify(message.InitialContact, nil))
 	}
-	if !conn.remoteID.any {
+	if cr := conn.certReq(); cr != nil {
+		ps = append(ps, cr)
+	}
+	if !conn.remoteID.any && !conn.remoteID.wildcard() {
 		ps = append(ps, &message.IDr{Identity: conn.remoteID.id})
 	}
-	prf := sa.suite.PRF
-	octets := ikecrypto.SignedOctets(prf, sa.keys.Pi, sa.initReq, sa.nr, &sa.localID, nil)
-	ps = append(ps, &message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)})
+	ps = append(ps, auth...)
 	for len(sa.pendingChildren) > 0 && sa.authChild == nil {
 		ch := sa.pendingChildren[0]
 		sa.pendingChildren = sa.pendingChildren[1:]
@@ -349,7 +354,12 @@ func (sa *ikeSA) handleAuthResponse(msg *message.Message) {
 	if n := firstError(msg); n != nil && !isChildError(n.NotifyType) {
 		neg.release(sa.m)
 		if n.NotifyType == message.AuthenticationFailed {
-			sa.fail(&AuthError{Detail: fmt.Sprintf("the peer refused our authentication: check that both ends use the same pre-shared key, and that the peer expects our identity %s", sa.localID.String())})
+			sa.m.stats.AuthFailed++
+			hint := "check that both ends use the same pre-shared key"
+			if pubkey(sa.conn.LocalAuth) {
+				hint = "check that the peer trusts the CA of our certificate and expects a certificate"
+			}
+			sa.fail(&AuthError{Detail: fmt.Sprintf("the peer refused our authentication: %s, and that the peer expects our identity %s", hint, idString(&sa.localID))})
 			return
 		}
 		sa.fail(fmt.Errorf("the peer answered IKE_AUTH with %v", n.NotifyType))
@@ -362,9 +372,10 @@ func (sa *ikeSA) handleAuthResponse(msg *message.Message) {
 		sa.fail(errors.New("INVALID_SYNTAX: the IKE_AUTH response lacks IDr or AUTH"))
 		return
 	}
-	if err := sa.verifyPeerAuth(&idr.Identity, auth, sa.initResp, sa.ni, sa.keys.Pr); err != nil {
+	if err := sa.verifyPeerAuth(msg, &idr.Identity, auth, sa.initResp, sa.ni, sa.keys.Pr); err != nil {
 		neg.release(sa.m)
 		sa.errorf("authentication of the peer failed: telling it and deleting the IKE SA", zap.Error(err))
+		sa.m.stats.AuthFailed++
 		// RFC 7296 section 2.21.2: tell the responder, then forget it.
 		sa.sendRequest(message.Informational, []message.Payload{message.NewNotify(message.AuthenticationFailed, nil)}, nil, nil)
 		sa.destroy(err)
@@ -419,11 +430,17 @@ func (sa *ikeSA) deleteUnwanted(neg *childNeg, resp *message.Message) {
 	sa.sendRequest(message.Informational, []message.Payload{&message.Delete{Protocol: message.ProtoESP, SPIs: []uint32{neg.spiIn}}}, nil, nil)
 }
 
-// verifyPeerAuth checks the peer's identity and AUTH payload.
-func (sa *ikeSA) verifyPeerAuth(id *message.Identity, auth *message.Auth, firstMsg, ourNonce, skp []byte) error {
+// verifyPeerAuth checks the peer's identity and AUTH payload (and the
+// certificates msg carries).
+func (sa *ikeSA) verifyPeerAuth(msg *message.Message, id *message.Identity, auth *message.Auth, firstMsg, ourNonce, skp []byte) error {
 	conn := sa.conn
 	if !conn.remoteID.matches(id) {
-		return &AuthError{Detail: fmt.Sprintf("the peer's identity %s (%v) is not the configured remote id %s", id.String(), id.IDType, conn.remoteID)}
+		return &AuthError{Detail: fmt.Sprintf("the peer's identity %s (%v) is not the configured remote id %s", idString(id), id.IDType, conn.remoteID)}
+	}
+	// The octets the peer signed or MACed, for either method.
+	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil)
+	if pubkey(conn.RemoteAuth) {
+		return sa.verifyPeerSignature(msg, id, auth, octets)
 	}
 	psk, ok := sa.m.cfg.lookupPSK(&sa.localID, id)
 	if !ok {
@@ -432,7 +449,6 @@ func (sa *ikeSA) verifyPeerAuth(id *message.Identity, auth *message.Auth, firstM
 	if auth.Method != message.AuthSharedKey {
 		return &AuthError{Detail: fmt.Sprintf("the peer %s authenticates with method %d, we are configured for a pre-shared key (method 2)", id.String(), auth.Method)}
 	}
-	octets := ikecrypto.SignedOctets(sa.suite.PRF, skp, firstMsg, ourNonce, id, nil)
 	if !ikecrypto.VerifySharedKeyAuth(sa.suite.PRF, psk, octets, auth.Data) {
 		return &AuthError{Detail: fmt.Sprintf("the AUTH payload of %s does not verify: the pre-shared keys of both ends differ", id.String())}
 	}

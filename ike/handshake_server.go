@@ -193,6 +193,13 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	resp := []message.Payload{&message.SA{Proposals: []message.Proposal{*chosen}},
 		&message.KE{Method: uint16(suite.KE), Data: pub}, &message.Nonce{Data: sa.nr}}
 	resp = append(resp, natdPayloads(sa.spiI, sa.spiR, from)...)
+	if msg.Notify(message.SignatureHashAlgorithms) != nil {
+		resp = append(resp, sigHashNotify())
+	}
+	if cr := candidateCertReq(cands); cr != nil {
+		resp = append(resp, cr)
+	}
+	sa.readSigHashes(msg)
 	// Fragmentation is announced back only to an initiator that announced
 	// it (RFC 7383 section 2.3).
 	sa.frag.peer = msg.Notify(message.IKEv2FragmentationSupported) != nil
@@ -225,6 +232,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 // authFailed answers IKE_AUTH with AUTHENTICATION_FAILED and forgets the SA.
 func (sa *ikeSA) authFailed(id uint32, err error) {
 	sa.errorf("authentication of the initiator failed: answering AUTHENTICATION_FAILED", zap.Error(err))
+	sa.m.stats.AuthFailed++
 	sa.respond(message.IKEAuth, id, []message.Payload{message.NewNotify(message.AuthenticationFailed, nil)})
 	sa.destroy(err)
 }
@@ -270,16 +278,19 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 	}
 	sa.conn = conn
 	sa.localID = conn.localID.id
-	if err := sa.verifyPeerAuth(&idi.Identity, auth, sa.initReq, sa.nr, sa.keys.Pi); err != nil {
+	if err := sa.verifyPeerAuth(msg, &idi.Identity, auth, sa.initReq, sa.nr, sa.keys.Pi); err != nil {
 		sa.authFailed(msg.MessageID, err)
 		return
 	}
 	sa.remoteID = idi.Identity
-	psk, _ := m.cfg.lookupPSK(&sa.localID, &sa.remoteID)
 	prf := sa.suite.PRF
 	octets := ikecrypto.SignedOctets(prf, sa.keys.Pr, sa.initResp, sa.ni, &sa.localID, nil)
-	ps := []message.Payload{&message.IDr{Identity: sa.localID},
-		&message.Auth{Method: message.AuthSharedKey, Data: ikecrypto.SharedKeyAuth(prf, psk, octets)}}
+	ours, err := sa.localAuth(octets, &sa.remoteID)
+	if err != nil {
+		sa.authFailed(msg.MessageID, fmt.Errorf("authenticating ourselves: %w", err))
+		return
+	}
+	ps := append([]message.Payload{&message.IDr{Identity: sa.localID}}, ours...)
 	sa.established()
 	if cp, ok := getChildPayloads(msg); ok {
 		cps, _, cerr := sa.acceptChild(msg, cp, sa.ni, sa.nr, false, nil)

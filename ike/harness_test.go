@@ -412,6 +412,7 @@ type side struct {
 	extraConns   []*Connection
 	childName    string
 	extraSecrets []*Secret
+	tweak        func(*Connection) // changes the connection (certificates, ...)
 }
 
 func mustList(t testing.TB, proto message.ProtocolID, list []string) []message.Proposal {
@@ -456,6 +457,9 @@ func (s side) config(t testing.TB, local, remote netip.Addr) *Config {
 	conn := &Connection{Name: "conn", LocalAddrs: []netip.Addr{local}, RemoteAddrs: ra,
 		Proposals: mustList(t, message.ProtoIKE, s.proposals), DPDDelay: s.dpd, LocalID: s.id, RemoteID: s.peerID,
 		Children: []*Child{ch}}
+	if s.tweak != nil {
+		s.tweak(conn)
+	}
 	psk := s.psk
 	if psk == "" {
 		psk = "correct horse battery staple"

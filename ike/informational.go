@@ -83,7 +83,11 @@ func (sa *ikeSA) handleInformational(msg *message.Message) {
 	sa.respond(message.Informational, msg.MessageID, resp)
 	switch {
 	case authFailed:
-		sa.errorf("the peer refused our authentication (AUTHENTICATION_FAILED): check that both ends use the same pre-shared key and expect each other's identities")
+		hint := "check that both ends use the same pre-shared key and expect each other's identities"
+		if sa.conn != nil && pubkey(sa.conn.LocalAuth) {
+			hint = "check that the peer trusts the CA of our certificate and expects our identity"
+		}
+		sa.errorf("the peer refused our authentication (AUTHENTICATION_FAILED): " + hint)
 		sa.destroy(&AuthError{Detail: "refused by the peer"})
 	case deleteIKE:
 		sa.destroy(errPeerDeleted)

@@ -177,6 +177,9 @@ type Stats struct {
 	// that passed their integrity check), received ones dropped (also in
 	// Dropped), and messages reassembled.
 	FragmentsSent, FragmentsReceived, FragmentsRejected, Reassembled uint64
+	// AuthFailed counts the IKE SAs of Failed that failed authentication
+	// (ours refused by the peer, or the peer's by us).
+	AuthFailed uint64
 }
 
 // outMsg is a message queued for sending once the lock is released.

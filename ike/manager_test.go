@@ -731,7 +731,7 @@ func TestIdentityParsing(t *testing.T) {
 			t.Errorf("ParseIdentity(%q) = %v %q, %v", tc.in, id.IDType, id.Data, err)
 		}
 	}
-	for _, bad := range []string{"%any", "", "C=CH, O=x", "@#zz", "ipv4:2001:db8::1"} {
+	for _, bad := range []string{"%any", "", "C=CH, X=y", "C=CH,,O=x", "@#zz", "ipv4:2001:db8::1"} {
 		if _, err := ParseIdentity(bad); err == nil {
 			t.Errorf("ParseIdentity(%q) succeeded", bad)
 		}

@@ -65,6 +65,7 @@ type ikeSA struct {
 	retries     int      // INVALID_KE_PAYLOAD and COOKIE retries
 	natLocal    bool     // we are behind a NAT (informational)
 	natRemote   bool     // the peer claims to be behind a NAT (informational)
+	sigHashes   []uint16 // the peer's SIGNATURE_HASH_ALGORITHMS (RFC 7427)
 
 	keys        *ikecrypto.IKEKeys
 	out, in     *ikecrypto.Cipher // protect what we send, open what we receive

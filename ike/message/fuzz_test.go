@@ -75,3 +75,22 @@ func strongSwanSeeds(t testing.TB) [][]byte {
 	}
 	return out
 }
+
+// FuzzDN feeds arbitrary DER to the distinguished name formatter and
+// comparison (a peer's ID_DER_ASN1_DN): no panic, and a name equals itself.
+func FuzzDN(f *testing.F) {
+	for _, s := range []string{"C=CH, O=goipsec test, CN=moon", "CN=a\\, b, E=x@y", "DC=org, DC=example, UID=u"} {
+		der, err := ParseDN(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(der)
+	}
+	f.Add([]byte{0x30, 0})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		_ = FormatDN(der)
+		if _, ok := formatDN(der); ok && !DNEqual(der, der) {
+			t.Fatal("a DN does not equal itself")
+		}
+	})
+}

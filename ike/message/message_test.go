@@ -419,6 +419,7 @@ func TestIdentity(t *testing.T) {
 		{RFC822Identity("u@a.example"), "u@a.example"},
 		{KeyIDIdentity([]byte{1, 2}), "ID_KEY_ID:0102"},
 		{DNIdentity([]byte{0x30, 0}), "ID_DER_ASN1_DN:3000"},
+		{DNIdentity(mustDN(t, "C=CH, O=goipsec test, CN=moon")), "C=CH, O=goipsec test, CN=moon"},
 		{Identity{IDType: IDNull}, "%any"},
 	} {
 		if s := tc.id.String(); s != tc.want {
@@ -607,4 +608,13 @@ func TestStringsAndHelpers(t *testing.T) {
 	if (&Error{Err: ErrSyntax}).Error() != "ike: IKE header: invalid syntax" {
 		t.Errorf("%q", (&Error{Err: ErrSyntax}).Error())
 	}
+}
+
+func mustDN(t *testing.T, s string) []byte {
+	t.Helper()
+	der, err := ParseDN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

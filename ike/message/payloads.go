@@ -207,6 +207,10 @@ func (id *Identity) format() string {
 		return strings.ToValidUTF8(string(id.Data), "?")
 	case IDNull:
 		return "%any"
+	case IDDERASN1DN:
+		if s, ok := formatDN(id.Data); ok {
+			return s
+		}
 	}
 	return fmt.Sprintf("%v:%x", id.IDType, id.Data)
 }

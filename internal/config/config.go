@@ -346,8 +346,11 @@ func (v *validator) connection(p string, c *Connection) error {
 		a    *Auth
 	}{{"local", &c.Local}, {"remote", &c.Remote}} {
 		var ok bool
-		if side.a.Auth, ok = oneOf(side.a.Auth, "psk", "psk", "pubkey"); !ok {
-			return v.errorf(p+"."+side.name+".auth", "want %s, got %q", want("psk", "pubkey"), side.a.Auth)
+		if side.a.Auth, ok = oneOf(side.a.Auth, "psk", "psk", "pubkey", "rsa/pss"); !ok {
+			return v.errorf(p+"."+side.name+".auth", "want %s, got %q", want("psk", "pubkey", "rsa/pss"), side.a.Auth)
+		}
+		if err := v.auth(p+"."+side.name, side.name == "local", side.a); err != nil {
+			return err
 		}
 	}
 	var ok bool
@@ -367,6 +370,56 @@ func (v *validator) connection(p string, c *Connection) error {
 		}
 	}
 	return nil
+}
+
+// auth checks a side's certificate settings: what auth pubkey needs, and
+// no certificate without it. File names relative to the configuration
+// file's directory are made relative to the working directory; the files
+// are read when the daemon starts.
+func (v *validator) auth(p string, local bool, a *Auth) error {
+	pub := a.Auth != "psk"
+	files := func(key string, list []string) error {
+		for i, f := range list {
+			if strings.TrimSpace(f) == "" {
+				return v.errorf(fmt.Sprintf("%s.%s[%d]", p, key, i), "empty file name")
+			}
+			list[i] = v.path(f)
+		}
+		return nil
+	}
+	if err := files("certs", a.Certs); err != nil {
+		return err
+	}
+	if err := files("cacerts", a.CACerts); err != nil {
+		return err
+	}
+	if a.Key != "" {
+		a.Key = v.path(a.Key)
+	}
+	switch {
+	case local && pub && len(a.Certs) == 0:
+		return v.errorf(p+".certs", "auth %s needs our certificate file (then any intermediates)", a.Auth)
+	case local && pub && a.Key == "":
+		return v.errorf(p+".key", "auth %s needs the private key file of the first certificate", a.Auth)
+	case !local && pub && len(a.CACerts) == 0 && len(a.Certs) == 0:
+		return v.errorf(p+".cacerts", "auth %s needs the CA certificates the peer's certificate must chain to (or the peer's certificates in certs)", a.Auth)
+	case !pub && len(a.Certs) > 0:
+		return v.errorf(p+".certs", "certificates need auth: pubkey (auth is psk)")
+	case !pub && local && a.Key != "":
+		return v.errorf(p+".key", "a private key needs auth: pubkey (auth is psk)")
+	case !pub && !local && len(a.CACerts) > 0:
+		return v.errorf(p+".cacerts", "CA certificates need auth: pubkey (auth is psk)")
+	}
+	return nil
+}
+
+// path resolves a file name of the configuration relative to the
+// configuration file's directory.
+func (v *validator) path(f string) string {
+	if filepath.IsAbs(f) {
+		return f
+	}
+	return filepath.Join(filepath.Dir(v.file), f)
 }
 
 func checkAddr(a string) error {

@@ -83,7 +83,15 @@ func TestBad(t *testing.T) {
 		{"ts junk", "local_ts: [10.1.0.1/32]", "local_ts: [nowhere]", `connections.home.children.link.local_ts: want an IP address, prefix or dynamic, got "nowhere"`},
 		{"duration", "dpd_delay: 30s", "dpd_delay: 30 seconds", `connections.home.dpd_delay: want a duration such as 30s or 4h, got "30 seconds"`},
 		{"port", "local_port: 4500", "local_port: 70000", `connections.home.local_port: want an unsigned integer of 16 bits, got "70000"`},
-		{"auth", "local:  {auth: psk", "local:  {auth: eap", `connections.home.local.auth: want psk or pubkey, got "eap"`},
+		{"auth", "local:  {auth: psk", "local:  {auth: eap", `connections.home.local.auth: want psk, pubkey or rsa/pss, got "eap"`},
+		{"pubkey without certs", "local:  {auth: psk", "local:  {key: k.pem, auth: pubkey", `connections.home.local.certs: auth pubkey needs our certificate file`},
+		{"pubkey without key", "local:  {auth: psk", "local:  {certs: [c.pem], auth: pubkey", `connections.home.local.key: auth pubkey needs the private key file of the first certificate`},
+		{"pubkey remote without ca", "remote: {auth: psk", "remote: {auth: pubkey", `connections.home.remote.cacerts: auth pubkey needs the CA certificates`},
+		{"rsa/pss remote without ca", "remote: {auth: psk", "remote: {auth: rsa/pss", `connections.home.remote.cacerts: auth rsa/pss needs the CA certificates`},
+		{"certs with psk", "local:  {auth: psk", "local:  {certs: [c.pem], auth: psk", `connections.home.local.certs: certificates need auth: pubkey (auth is psk)`},
+		{"key with psk", "local:  {auth: psk", "local:  {key: k.pem, auth: psk", `connections.home.local.key: a private key needs auth: pubkey (auth is psk)`},
+		{"cacerts with psk", "remote: {auth: psk", "remote: {cacerts: [ca.pem], auth: psk", `connections.home.remote.cacerts: CA certificates need auth: pubkey (auth is psk)`},
+		{"empty cert name", "remote: {auth: psk", "remote: {cacerts: [''], auth: pubkey", `connections.home.remote.cacerts[0]: empty file name`},
 		{"ikev1", "local_port: 4500", "version: 1\n    local_port: 4500", `connections.home.version: IKEv1 is not implemented yet: want 2`},
 		{"tun mode", "mode: kernel", "mode: user", `tun.mode: want kernel or netstack, got "user"`},
 		{"tun addr", "addresses: [10.1.0.1/24]", "addresses: [10.1.0.1]", `tun.addresses[0]: want an address with prefix length such as 10.1.0.1/24, got "10.1.0.1"`},
@@ -111,6 +119,21 @@ func TestBad(t *testing.T) {
 				t.Fatalf("error leaks key material: %s", err)
 			}
 		})
+	}
+}
+
+// TestCertPaths checks that certificate and key files are taken relative
+// to the configuration file's directory.
+func TestCertPaths(t *testing.T) {
+	y := strings.Replace(strings.Replace(good, "local:  {auth: psk", "local:  {auth: pubkey, certs: [c.pem, /abs/i.pem], key: private/k.pem", 1),
+		"remote: {auth: psk", "remote: {auth: pubkey, cacerts: [ca.pem]", 1)
+	c, err := Parse("/etc/goipsec/goipsec.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, r := c.Connections["home"].Local, c.Connections["home"].Remote
+	if strings.Join(l.Certs, ",") != "/etc/goipsec/c.pem,/abs/i.pem" || l.Key != "/etc/goipsec/private/k.pem" || strings.Join(r.CACerts, ",") != "/etc/goipsec/ca.pem" {
+		t.Errorf("paths: %+v %+v", l, r)
 	}
 }
 

@@ -2,11 +2,19 @@ package config_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -84,6 +92,11 @@ func TestExamples(t *testing.T) {
 					t.Setenv(s.Env, "stand-in key")
 				}
 			}
+			// Certificates, keys and CAs: stand-ins made here for the
+			// configured identities.
+			for _, c := range cfg.Connections {
+				standInCerts(t, c)
+			}
 			_, err = daemon.New(cfg, zap.NewNop())
 			switch {
 			case m[1] == "yes" && err != nil:
@@ -94,6 +107,56 @@ func TestExamples(t *testing.T) {
 				t.Errorf("says it does not run today, and the daemon refuses it for another reason: %v", err)
 			}
 		})
+	}
+}
+
+// standInCerts replaces the certificate, key and CA files of a pubkey
+// connection with ones made now: a CA, and our certificate for the local
+// id (a subjectAltName) issued by it.
+func standInCerts(t *testing.T, c *config.Connection) {
+	t.Helper()
+	if c.Local.Auth == "psk" && c.Remote.Auth == "psk" {
+		return
+	}
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "stand-in CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	if c.Remote.Auth != "psk" {
+		c.Remote.CACerts = []string{write("ca.pem", "CERTIFICATE", caDER)}
+	}
+	if c.Local.Auth != "psk" {
+		key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: c.Local.ID}, DNSNames: []string{c.Local.ID},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Local.Certs = []string{write("cert.pem", "CERTIFICATE", der)}
+		c.Local.Key = write("key.pem", "PRIVATE KEY", kder)
 	}
 }
 

@@ -66,8 +66,8 @@ func (s ikeMetrics) IKEStats() metrics.IKEStats {
 
 // ikeStats maps the Manager's counters to the metrics' IKE statistics.
 // The Manager does not count handshakes started, so they are the ones
-// that completed or failed plus those under way; it does not keep failure
-// reasons ("other") and does not count rekeys or DPD failures yet.
+// that completed or failed plus those under way; failures are "auth" or
+// "other", and it does not count rekeys or DPD failures yet.
 func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
 	out := metrics.IKEStats{
 		SAs:                 map[string]int{},
@@ -88,8 +88,11 @@ func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
 		}
 	}
 	out.HandshakesStarted = st.Established + st.Failed + pending
-	if st.Failed > 0 {
-		out.HandshakesFailed["other"] = st.Failed
+	if st.AuthFailed > 0 {
+		out.HandshakesFailed["auth"] = st.AuthFailed
+	}
+	if st.Failed > st.AuthFailed {
+		out.HandshakesFailed["other"] = st.Failed - st.AuthFailed
 	}
 	return out
 }

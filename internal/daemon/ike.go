@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -141,8 +142,8 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	out := &ike.Connection{Name: name, RemotePort: c.RemotePort, Encap: c.Encap, DPDDelay: time.Duration(c.DPDDelay),
 		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), LocalID: c.Local.ID, RemoteID: c.Remote.ID}
 	out.Fragmentation, out.FragmentSize = c.Fragmentation, c.FragmentSize
-	if c.Local.Auth != "psk" || c.Remote.Auth != "psk" {
-		return nil, fmt.Errorf("%s: auth pubkey (certificates) is not built yet: use auth: psk", where)
+	if err := ikeAuth(where, c, out); err != nil {
+		return nil, err
 	}
 	for i, a := range c.LocalAddrs {
 		ip, err := netip.ParseAddr(a)
@@ -208,6 +209,58 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	}
 	if len(out.Children) == 0 {
 		return nil, nil
+	}
+	return out, nil
+}
+
+// ikeAuth sets a connection's authentication: with auth pubkey it reads
+// our certificates and key, and the peer's CA certificates.
+func ikeAuth(where string, c *config.Connection, out *ike.Connection) error {
+	out.LocalAuth, out.RemoteAuth = c.Local.Auth, c.Remote.Auth
+	if out.LocalAuth != ike.AuthPSK {
+		var err error
+		if out.LocalCerts, err = readCerts(where+".local.certs", c.Local.Certs); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(c.Local.Key)
+		if err != nil {
+			return fmt.Errorf("%s.local.key: %w", where, err)
+		}
+		out.LocalKey, err = ike.ParsePrivateKey(b)
+		clear(b)
+		if err != nil {
+			return fmt.Errorf("%s.local.key: %s: %w", where, c.Local.Key, err)
+		}
+		if !ike.KeyMatches(out.LocalKey, out.LocalCerts[0]) {
+			return fmt.Errorf("%s.local.key: %s is not the private key of the certificate in %s", where, c.Local.Key, c.Local.Certs[0])
+		}
+	}
+	if out.RemoteAuth != ike.AuthPSK {
+		var err error
+		if out.RemoteCACerts, err = readCerts(where+".remote.cacerts", c.Remote.CACerts); err != nil {
+			return err
+		}
+		if out.RemoteCerts, err = readCerts(where+".remote.certs", c.Remote.Certs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readCerts reads certificate files (PEM, possibly several in one, or
+// DER), in order.
+func readCerts(where string, files []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", where, i, err)
+		}
+		cs, err := ike.ParseCertificates(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %s: %w", where, i, f, err)
+		}
+		out = append(out, cs...)
 	}
 	return out, nil
 }

@@ -154,6 +154,31 @@ func writeFile(t testing.TB, file string, b []byte) {
 	}
 }
 
+// IssueCA makes an intermediate CA signed by ca (pki --gen, pki --issue
+// --ca): its certificates chain through it to ca.
+func (ca *CA) IssueCA(t testing.TB, name string, opt CAOptions) *CA {
+	t.Helper()
+	if opt.KeyType == "" {
+		opt.KeyType = ECDSA
+	}
+	if opt.DN == "" {
+		opt.DN = "C=CH, O=goipsec test, CN=" + name
+	}
+	if opt.LifetimeDays == 0 {
+		opt.LifetimeDays = 30
+	}
+	sub := &CA{Dir: ca.Dir, DN: opt.DN, KeyType: opt.KeyType,
+		KeyFile: filepath.Join(ca.Dir, name+".key.pem"), CertFile: filepath.Join(ca.Dir, name+".cert.pem")}
+	genKey(t, sub.KeyFile, opt.KeyType, opt.Size)
+	out, err := pki("--issue", "--ca", "--in", sub.KeyFile, "--type", "priv", "--cacert", ca.CertFile, "--cakey", ca.KeyFile,
+		"--dn", opt.DN, "--lifetime", strconv.Itoa(opt.LifetimeDays), "--outform", "pem")
+	if err != nil {
+		t.Fatalf("pki --issue --ca: %v", err)
+	}
+	writeFile(t, sub.CertFile, out)
+	return sub
+}
+
 // Issue makes a key and a certificate for it signed by the CA (pki --gen,
 // pki --issue), and the key as PKCS#8 too. name names the files.
 func (ca *CA) Issue(t testing.TB, name string, opt CertOptions) *Cert {
