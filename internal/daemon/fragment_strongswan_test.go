@@ -163,3 +163,38 @@ control: {socket: "-"}
 		})
 	}
 }
+
+// TestIKEStrongSwanFragmentedCertChain authenticates goipsec and charon
+// with RSA-3072 certificates issued by an intermediate CA, each end sending
+// its certificate and the intermediate: IKE_AUTH messages of about 3 KB
+// that, with both ends at their default fragment size of 1280, go as RFC
+// 7383 fragments in both directions.
+func TestIKEStrongSwanFragmentedCertChain(t *testing.T) {
+	for _, goInitiates := range []bool{true, false} {
+		t.Run(fmt.Sprintf("goipsec-initiates=%v", goInitiates), func(t *testing.T) {
+			p := startSWCertPair(t, swCertCase{name: "fragmented-chain", keyType: interop.RSA, size: 3072, inter: true, goInitiates: goInitiates})
+			waitChild(t, p.d, true)
+			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
+			swLog := p.sw.Log()
+			for _, s := range []string{"received end entity cert", "received issuer cert", "splitting IKE message", "reassembled fragmented IKE message"} {
+				if !strings.Contains(swLog, s) {
+					t.Errorf("charon's log lacks %q", s)
+				}
+			}
+			// charon says how large the message it split was.
+			var size, n int
+			if i := strings.Index(swLog, "splitting IKE message ("); i >= 0 {
+				fmt.Sscanf(swLog[i:], "splitting IKE message (%d bytes) into %d fragments", &size, &n)
+			}
+			st := p.d.IKE().Stats()
+			t.Logf("charon split a message of %d octets into %d fragments; goipsec: %d fragments sent, %d received, %d reassembled",
+				size, n, st.FragmentsSent, st.FragmentsReceived, st.Reassembled)
+			if size <= 1280 || n < 2 {
+				t.Errorf("charon split a message of %d octets into %d fragments", size, n)
+			}
+			if st.FragmentsSent < 2 || st.FragmentsReceived < 2 || st.Reassembled < 1 || st.FragmentsRejected != 0 {
+				t.Errorf("goipsec counters: %+v", st)
+			}
+		})
+	}
+}
