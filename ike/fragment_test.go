@@ -2,6 +2,7 @@ package ike
 
 import (
 	"bytes"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -774,6 +775,38 @@ func TestFragMaxLen(t *testing.T) {
 		sa := &ikeSA{conn: &Connection{FragmentSize: tc.size}, remote: netip.MustParseAddrPort(tc.remote), natt: tc.natt}
 		if got := sa.fragMaxLen(); got != tc.want {
 			t.Errorf("%d to %s (natt %v): %d, want %d", tc.size, tc.remote, tc.natt, got, tc.want)
+		}
+	}
+}
+
+// TestFragmentedCertChain authenticates two goipsec Managers with
+// certificates two intermediate CAs deep, each end sending its chain: the
+// IKE_AUTH messages of several kilobytes go as fragments both ways at the
+// default fragment size.
+func TestFragmentedCertChain(t *testing.T) {
+	root := newTestCA(t, "root", testKey(t, "p256-root"), nil)
+	inter := newTestCA(t, "intermediate", testKey(t, "rsa-inter"), root)
+	inter2 := newTestCA(t, "intermediate 2", testKey(t, "rsa-inter2"), inter)
+	ka, kb := testKey(t, "rsa-a"), testKey(t, "rsa-b")
+	chainA := []*x509.Certificate{inter2.issue(t, ka, "a", []string{"a.example.org"}, validFrom, validUntil), inter2.cert, inter.cert}
+	chainB := []*x509.Certificate{inter2.issue(t, kb, "b", []string{"b.example.org"}, validFrom, validUntil), inter2.cert, inter.cert}
+	p := newPair(t, side{tweak: certSide(chainA, ka, root.cert)}, side{tweak: certSide(chainB, kb, root.cert)}, Options{})
+	if err := p.initiate("conn"); err != nil {
+		t.Fatalf("%v\n--- a:\n%s--- b:\n%s", err, p.a.dumpLogs(), p.b.dumpLogs())
+	}
+	p.established(t)
+	fa, fb, annA, annB := p.skfSent()
+	if fa < 2 || fb < 2 || !annA || !annB {
+		t.Errorf("fragments sent: a %d, b %d; announced: a %v, b %v", fa, fb, annA, annB)
+	}
+	if !p.a.logged("peer authenticated with its certificate") || !p.b.logged("peer authenticated with its certificate") {
+		t.Error("no certificate authentication logged")
+	}
+	p.net.mu.Lock()
+	defer p.net.mu.Unlock()
+	for _, pk := range p.net.log {
+		if len(pk.data)+20+8+4 > DefaultFragmentSize {
+			t.Errorf("a datagram of %d octets over the default fragment size", len(pk.data))
 		}
 	}
 }
