@@ -2,11 +2,8 @@ package bench
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
-	"encoding/xml"
 	"errors"
-	"io"
 	"math"
 	"slices"
 	"strings"
@@ -304,14 +301,7 @@ func TestE2EWriteJSON(t *testing.T) {
 
 func TestE2EWriteCSV(t *testing.T) {
 	r := sampleE2EReport()
-	var b bytes.Buffer
-	if err := r.WriteCSV(&b); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := csv.NewReader(&b).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := csvRecords(t, r.WriteCSV)
 	if len(recs) != 1+len(r.Results) {
 		t.Fatalf("%d records", len(recs))
 	}
@@ -344,28 +334,7 @@ func TestE2EWritePlot(t *testing.T) {
 		if err := r.WritePlot(&b); err != nil {
 			t.Fatal(err)
 		}
-		d := xml.NewDecoder(&b)
-		bars, root := 0, ""
-		for {
-			tok, err := d.Token()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("SVG does not parse: %v", err)
-			}
-			if se, ok := tok.(xml.StartElement); ok {
-				if root == "" {
-					root = se.Name.Local
-				}
-				for _, a := range se.Attr {
-					if se.Name.Local == "rect" && a.Name.Local == "class" && a.Value == "bar" {
-						bars++
-					}
-				}
-			}
-		}
-		if root != "svg" || bars != len(r.Results) {
+		if root, bars, _ := svgElements(t, &b); root != "svg" || bars != len(r.Results) {
 			t.Errorf("root %q, %d bars for %d rows", root, bars, len(r.Results))
 		}
 	}

@@ -148,6 +148,130 @@ func sealOrder(rs []*ring, shared bool, seal func(w, i int) error) error {
 	return nil
 }
 
+// ---- tunnel-mode SAs (ESP and AH) ----
+
+// tunnelSA is what the open workload needs of an ESP or AH SA.
+type tunnelSA interface {
+	DecapTunnel(buf []byte, off, end int) (start, newEnd int, err error)
+	Window() *replay.Window
+	Zero()
+}
+
+// tunnelProto says how [setupTunnel] makes and uses one protocol's SAs.
+type tunnelProto[S tunnelSA] struct {
+	// pair makes an outbound SA and the inbound SA that opens what it
+	// seals.
+	pair func(t Transform, spi uint32, esn bool, window int) (out, in S, err error)
+	// sealWorker is the seal workload of one ring.
+	sealWorker func(r *ring, out S) worker
+	// seal seals ring packet i (untimed, to fill the open workload's ring).
+	seal func(out S, r *ring, i int) (start, end int, err error)
+}
+
+// opener is the open workload of one ring of sealed packets.
+type opener struct {
+	r        *ring
+	sa       tunnelSA
+	pristine []byte
+	window   int // reset the SA's window in restore; 0 when shared
+}
+
+func (w *opener) n() int { return w.r.len() }
+
+func (w *opener) restore() {
+	copy(w.r.slab, w.pristine)
+	if w.window > 0 {
+		_ = w.sa.Window().Init(w.window)
+	}
+}
+
+func (w *opener) do(i, j int) (pkts, bytes, fails int) {
+	for k := i; k < j; k++ {
+		if _, _, err := w.sa.DecapTunnel(w.r.buf(k), w.r.start[k], w.r.end[k]); err != nil {
+			fails++
+			continue
+		}
+		pkts++
+		bytes += w.r.sizes[k]
+	}
+	return
+}
+
+// setupTunnel builds the seal or open workers of an ESP or AH point: an SA
+// pair per goroutine (own) or one for all (shared, whose open workload
+// shares the largest replay window).
+func setupTunnel[S tunnelSA](p point, n int, esn bool, proto tunnelProto[S]) (*measurement, error) {
+	m := &measurement{chunk: chunkFor(p.size), phased: p.op == OpOpen}
+	shared := p.sa == Shared
+	window := replay.DefaultSize
+	if shared && p.op == OpOpen {
+		window = replay.MaxSize
+		n = sharedRingLen(n, p.g, p.size)
+	}
+	rs := rings(p, n)
+	outs, ins := make([]S, p.g), make([]S, p.g)
+	for w := range p.g {
+		if shared && w > 0 {
+			outs[w], ins[w] = outs[0], ins[0]
+			continue
+		}
+		var err error
+		if outs[w], ins[w], err = proto.pair(p.t, uint32(0x1000+w), esn, window); err != nil {
+			return nil, err
+		}
+	}
+	m.cleanup = func() {
+		for w := range outs {
+			outs[w].Zero()
+			ins[w].Zero()
+		}
+	}
+	if p.op == OpSeal {
+		for w, r := range rs {
+			m.workers = append(m.workers, proto.sealWorker(r, outs[w]))
+		}
+		return m, nil
+	}
+	err := sealOrder(rs, shared, func(w, i int) error {
+		r := rs[w]
+		s, e, err := proto.seal(outs[w], r, i)
+		r.start[i], r.end[i] = s, e
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: sealing the ring: %w", p, err)
+	}
+	for w, r := range rs {
+		ow := &opener{r: r, sa: ins[w], pristine: bytes.Clone(r.slab), window: window}
+		if shared {
+			ow.window = 0
+		}
+		m.workers = append(m.workers, ow)
+	}
+	if shared {
+		in := ins[0]
+		m.hook = func() { _ = in.Window().Init(window) }
+	}
+	// Check that the first packet of each ring opens, where it was, to
+	// what was sealed.
+	for w, r := range rs {
+		s, e, err := ins[w].DecapTunnel(r.buf(0), r.start[0], r.end[0])
+		if err != nil {
+			return nil, fmt.Errorf("%s: self-check: %w", p, err)
+		}
+		if s != headroom || e-s != r.sizes[0] || packet.IPv4(r.buf(0)[s:e]).TotalLength() != uint16(r.sizes[0]) {
+			return nil, fmt.Errorf("%s: self-check: opened [%d:%d], sealed [%d:%d]", p, s, e, headroom, headroom+r.sizes[0])
+		}
+	}
+	if m.hook != nil {
+		m.hook()
+	}
+	for _, w := range m.workers {
+		w.restore()
+	}
+	return m, nil
+}
+
 // ---- ESP ----
 
 func espConfig(t Transform, spi uint32, esn bool, window int) *esp.Config {
@@ -198,103 +322,14 @@ func (w *espSeal) do(i, j int) (pkts, bytes, fails int) {
 	return
 }
 
-type espOpen struct {
-	r        *ring
-	sa       *esp.SA
-	pristine []byte
-	window   int // reset the SA's window in restore; 0 when shared
-}
-
-func (w *espOpen) n() int { return w.r.len() }
-
-func (w *espOpen) restore() {
-	copy(w.r.slab, w.pristine)
-	if w.window > 0 {
-		_ = w.sa.Window().Init(w.window)
-	}
-}
-
-func (w *espOpen) do(i, j int) (pkts, bytes, fails int) {
-	for k := i; k < j; k++ {
-		if _, _, err := w.sa.DecapTunnel(w.r.buf(k), w.r.start[k], w.r.end[k]); err != nil {
-			fails++
-			continue
-		}
-		pkts++
-		bytes += w.r.sizes[k]
-	}
-	return
-}
-
 func setupESP(p point, n int, esn bool) (*measurement, error) {
-	m := &measurement{chunk: chunkFor(p.size), phased: p.op == OpOpen}
-	shared := p.sa == Shared
-	window := replay.DefaultSize
-	if shared && p.op == OpOpen {
-		window = replay.MaxSize
-		n = sharedRingLen(n, p.g, p.size)
-	}
-	rs := rings(p, n)
-	outs, ins := make([]*esp.SA, p.g), make([]*esp.SA, p.g)
-	for w := range p.g {
-		if shared && w > 0 {
-			outs[w], ins[w] = outs[0], ins[0]
-			continue
-		}
-		var err error
-		if outs[w], ins[w], err = espPair(p.t, uint32(0x1000+w), esn, window); err != nil {
-			return nil, err
-		}
-	}
-	m.cleanup = func() {
-		for w := range outs {
-			outs[w].Zero()
-			ins[w].Zero()
-		}
-	}
-	if p.op == OpSeal {
-		for w, r := range rs {
-			m.workers = append(m.workers, &espSeal{r: r, sa: outs[w]})
-		}
-		return m, nil
-	}
-	err := sealOrder(rs, shared, func(w, i int) error {
-		r := rs[w]
-		s, e, err := outs[w].EncapTunnel(r.buf(i), headroom, headroom+r.sizes[i])
-		r.start[i], r.end[i] = s, e
-		return err
+	return setupTunnel(p, n, esn, tunnelProto[*esp.SA]{
+		pair:       espPair,
+		sealWorker: func(r *ring, out *esp.SA) worker { return &espSeal{r: r, sa: out} },
+		seal: func(out *esp.SA, r *ring, i int) (int, int, error) {
+			return out.EncapTunnel(r.buf(i), headroom, headroom+r.sizes[i])
+		},
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: sealing the ring: %w", p, err)
-	}
-	for w, r := range rs {
-		ow := &espOpen{r: r, sa: ins[w], pristine: bytes.Clone(r.slab), window: window}
-		if shared {
-			ow.window = 0
-		}
-		m.workers = append(m.workers, ow)
-	}
-	if shared {
-		in := ins[0]
-		m.hook = func() { _ = in.Window().Init(window) }
-	}
-	// Check that the first packet of each ring opens to what was sealed.
-	for w, r := range rs {
-		s, e, err := ins[w].DecapTunnel(r.buf(0), r.start[0], r.end[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s: self-check: %w", p, err)
-		}
-		if e-s != r.sizes[0] || packet.IPv4(r.buf(0)[s:e]).TotalLength() != uint16(r.sizes[0]) {
-			return nil, fmt.Errorf("%s: self-check: opened %d bytes, sealed %d", p, e-s, r.sizes[0])
-		}
-	}
-	if m.hook != nil {
-		m.hook()
-	}
-	for _, w := range m.workers {
-		w.restore()
-	}
-	return m, nil
 }
 
 // ---- AH ----
@@ -341,103 +376,15 @@ func (w *ahSeal) do(i, j int) (pkts, bytes, fails int) {
 	return
 }
 
-type ahOpen struct {
-	r        *ring
-	sa       *ah.SA
-	pristine []byte
-	window   int
-}
-
-func (w *ahOpen) n() int { return w.r.len() }
-
-func (w *ahOpen) restore() {
-	copy(w.r.slab, w.pristine)
-	if w.window > 0 {
-		_ = w.sa.Window().Init(w.window)
-	}
-}
-
-func (w *ahOpen) do(i, j int) (pkts, bytes, fails int) {
-	for k := i; k < j; k++ {
-		if _, _, err := w.sa.DecapTunnel(w.r.buf(k), w.r.start[k], w.r.end[k]); err != nil {
-			fails++
-			continue
-		}
-		pkts++
-		bytes += w.r.sizes[k]
-	}
-	return
-}
-
 func setupAH(p point, n int, esn bool) (*measurement, error) {
-	m := &measurement{chunk: chunkFor(p.size), phased: p.op == OpOpen}
-	shared := p.sa == Shared
-	window := replay.DefaultSize
-	if shared && p.op == OpOpen {
-		window = replay.MaxSize
-		n = sharedRingLen(n, p.g, p.size)
-	}
-	rs := rings(p, n)
-	outs, ins := make([]*ah.SA, p.g), make([]*ah.SA, p.g)
-	for w := range p.g {
-		if shared && w > 0 {
-			outs[w], ins[w] = outs[0], ins[0]
-			continue
-		}
-		var err error
-		if outs[w], ins[w], err = ahPair(p.t, uint32(0x1000+w), esn, window); err != nil {
-			return nil, err
-		}
-	}
-	m.cleanup = func() {
-		for w := range outs {
-			outs[w].Zero()
-			ins[w].Zero()
-		}
-	}
 	outer := outerHeader()
-	if p.op == OpSeal {
-		for w, r := range rs {
-			m.workers = append(m.workers, &ahSeal{r: r, sa: outs[w], outer: outer})
-		}
-		return m, nil
-	}
-	err := sealOrder(rs, shared, func(w, i int) error {
-		r := rs[w]
-		s, e, err := outs[w].EncapTunnel(r.buf(i), headroom, headroom+r.sizes[i], outer)
-		r.start[i], r.end[i] = s, e
-		return err
+	return setupTunnel(p, n, esn, tunnelProto[*ah.SA]{
+		pair:       ahPair,
+		sealWorker: func(r *ring, out *ah.SA) worker { return &ahSeal{r: r, sa: out, outer: outer} },
+		seal: func(out *ah.SA, r *ring, i int) (int, int, error) {
+			return out.EncapTunnel(r.buf(i), headroom, headroom+r.sizes[i], outer)
+		},
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: sealing the ring: %w", p, err)
-	}
-	for w, r := range rs {
-		ow := &ahOpen{r: r, sa: ins[w], pristine: bytes.Clone(r.slab), window: window}
-		if shared {
-			ow.window = 0
-		}
-		m.workers = append(m.workers, ow)
-	}
-	if shared {
-		in := ins[0]
-		m.hook = func() { _ = in.Window().Init(window) }
-	}
-	for w, r := range rs {
-		s, e, err := ins[w].DecapTunnel(r.buf(0), r.start[0], r.end[0])
-		if err != nil {
-			return nil, fmt.Errorf("%s: self-check: %w", p, err)
-		}
-		if s != headroom || e-s != r.sizes[0] {
-			return nil, fmt.Errorf("%s: self-check: opened [%d:%d], sealed [%d:%d]", p, s, e, headroom, headroom+r.sizes[0])
-		}
-	}
-	if m.hook != nil {
-		m.hook()
-	}
-	for _, w := range m.workers {
-		w.restore()
-	}
-	return m, nil
 }
 
 // ---- the dataplane pipeline ----

@@ -131,16 +131,23 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
-func TestWriteCSV(t *testing.T) {
-	r := sampleReport()
+// csvRecords parses what write writes as CSV.
+func csvRecords(t *testing.T, write func(io.Writer) error) [][]string {
+	t.Helper()
 	var b bytes.Buffer
-	if err := r.WriteCSV(&b); err != nil {
+	if err := write(&b); err != nil {
 		t.Fatal(err)
 	}
 	recs, err := csv.NewReader(&b).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return recs
+}
+
+func TestWriteCSV(t *testing.T) {
+	r := sampleReport()
+	recs := csvRecords(t, r.WriteCSV)
 	if len(recs) != 1+len(r.Results)+len(r.Ceilings) {
 		t.Fatalf("%d records", len(recs))
 	}
@@ -179,34 +186,7 @@ func TestWritePlot(t *testing.T) {
 		if err := r.WritePlot(&b); err != nil {
 			t.Fatal(err)
 		}
-		d := xml.NewDecoder(&b)
-		bars, texts, root := 0, 0, ""
-		for {
-			tok, err := d.Token()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("SVG does not parse: %v", err)
-			}
-			se, ok := tok.(xml.StartElement)
-			if !ok {
-				continue
-			}
-			if root == "" {
-				root = se.Name.Local
-			}
-			switch se.Name.Local {
-			case "rect":
-				for _, a := range se.Attr {
-					if a.Name.Local == "class" && a.Value == "bar" {
-						bars++
-					}
-				}
-			case "text":
-				texts++
-			}
-		}
+		root, bars, texts := svgElements(t, &b)
 		if root != "svg" {
 			t.Errorf("root element %q", root)
 		}
@@ -215,6 +195,39 @@ func TestWritePlot(t *testing.T) {
 		}
 		if len(r.Results) > 0 && texts < 10 {
 			t.Errorf("only %d labels", texts)
+		}
+	}
+}
+
+// svgElements parses an SVG plot and returns its root element's name, the
+// number of bars (rect class="bar") and the number of text elements.
+func svgElements(t *testing.T, r io.Reader) (root string, bars, texts int) {
+	t.Helper()
+	d := xml.NewDecoder(r)
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return root, bars, texts
+		}
+		if err != nil {
+			t.Fatalf("SVG does not parse: %v", err)
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		if root == "" {
+			root = se.Name.Local
+		}
+		switch se.Name.Local {
+		case "rect":
+			for _, a := range se.Attr {
+				if a.Name.Local == "class" && a.Value == "bar" {
+					bars++
+				}
+			}
+		case "text":
+			texts++
 		}
 	}
 }

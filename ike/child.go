@@ -345,6 +345,7 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 	what := "CHILD_SA established"
 	if old != nil {
 		what = "CHILD_SA rekeyed"
+		m.obs.Rekeyed(RekeyChild, weInitiated)
 	}
 	sa.info(what, zap.String("child", cfg.FullName()), zap.Uint32("child_id", uint32(id)),
 		zap.String("spi_in", fmt.Sprintf("%08x", spiIn)), zap.String("spi_out", fmt.Sprintf("%08x", spiOut)),

@@ -75,6 +75,7 @@ func (m *Manager) initiateLocked(ch *Child, done chan<- error) (*ikeSA, error) {
 	sa.keMethod = kex.ID(proposal.KEMethod(&sa.offered[0]))
 	sa.pendingChildren = []*Child{ch}
 	sa.state = stateInitSent
+	m.obs.HandshakeStarted(true)
 	sa.info("initiating IKE SA", zap.String("child", ch.FullName()), zap.String("proposals", proposal.FormatList(sa.offered)))
 	if err := sa.sendInit(true); err != nil {
 		sa.destroy(err)
@@ -154,6 +155,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 			return
 		}
 		sa.retries++
+		sa.m.obs.HandshakeRetried(ReasonCookie)
 		sa.cookie = clone(data)
 		sa.info("responder asks for a cookie (it is under load): retrying IKE_SA_INIT with it")
 		if err := sa.sendInit(false); err != nil {
@@ -167,11 +169,12 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		case err != nil:
 			sa.fail(fmt.Errorf("malformed INVALID_KE_PAYLOAD: %w", err))
 		case !proposal.HasKEMethod(sa.offered, method):
-			sa.fail(fmt.Errorf("the responder wants key exchange method %s, which none of our proposals offers: add it to the proposals", keName(method)))
+			sa.fail(&NotifyError{Notify: message.InvalidKEPayload, Detail: fmt.Sprintf("the responder wants key exchange method %s, which none of our proposals offers: add it to the proposals", keName(method))})
 		case kex.ID(method) == sa.keMethod || sa.retries >= maxInitRetries:
-			sa.fail(fmt.Errorf("the responder keeps refusing our key exchange (INVALID_KE_PAYLOAD for %s)", keName(method)))
+			sa.fail(&NotifyError{Notify: message.InvalidKEPayload, Detail: fmt.Sprintf("the responder keeps refusing our key exchange (%s)", keName(method))})
 		default:
 			sa.retries++
+			sa.m.obs.HandshakeRetried(ReasonInvalidKE)
 			sa.info("responder prefers another key exchange method: retrying IKE_SA_INIT (INVALID_KE_PAYLOAD)",
 				zap.String("sent", keName(uint16(sa.keMethod))), zap.String("wanted", keName(method)))
 			sa.keMethod = kex.ID(method)
@@ -184,11 +187,11 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 	}
 	if n := firstError(msg); n != nil {
 		if n.NotifyType == message.NoProposalChosen {
-			sa.fail(fmt.Errorf("NO_PROPOSAL_CHOSEN: the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap",
-				proposal.FormatList(sa.offered)))
+			sa.fail(&NotifyError{Notify: message.NoProposalChosen, Detail: fmt.Sprintf("the peer accepts none of our IKE proposals (%s): make the proposals of both ends overlap",
+				proposal.FormatList(sa.offered))})
 			return
 		}
-		sa.fail(fmt.Errorf("the peer answered IKE_SA_INIT with %v", n.NotifyType))
+		sa.fail(fmt.Errorf("the peer answered IKE_SA_INIT with %w", &NotifyError{Notify: n.NotifyType}))
 		return
 	}
 	sap, _ := msg.Get(message.PayloadSA).(*message.SA)
@@ -362,7 +365,7 @@ func (sa *ikeSA) handleAuthResponse(msg *message.Message) {
 			sa.fail(&AuthError{Detail: fmt.Sprintf("the peer refused our authentication: %s, and that the peer expects our identity %s", hint, idString(&sa.localID))})
 			return
 		}
-		sa.fail(fmt.Errorf("the peer answered IKE_AUTH with %v", n.NotifyType))
+		sa.fail(fmt.Errorf("the peer answered IKE_AUTH with %w", &NotifyError{Notify: n.NotifyType}))
 		return
 	}
 	idr, _ := msg.Get(message.PayloadIDr).(*message.IDr)
@@ -468,6 +471,7 @@ func (sa *ikeSA) established() {
 	sa.estab = m.clock.Now()
 	sa.lastRecv = sa.estab
 	m.stats.Established++
+	m.obs.HandshakeCompleted(sa.initiator)
 	role := "responder"
 	if sa.initiator {
 		role = "initiator"

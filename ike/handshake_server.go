@@ -23,6 +23,12 @@ import (
 // respondInitError answers an IKE_SA_INIT request with an unprotected error
 // notification, keeping no state.
 func (m *Manager) respondInitError(h *message.Header, from netip.AddrPort, natt bool, n *message.Notify) {
+	if n.NotifyType.IsError() && n.NotifyType != message.InvalidKEPayload {
+		// A refused handshake; the peer retries after INVALID_KE_PAYLOAD
+		// (or COOKIE, a status) and is counted then.
+		m.obs.HandshakeStarted(false)
+		m.obs.HandshakeFailed(false, notifyReason(n.NotifyType))
+	}
 	msg := &message.Message{SPIi: h.SPIi, Exchange: message.IKESAInit, Flags: message.FlagResponse, Payloads: []message.Payload{n}}
 	wire, err := msg.Marshal()
 	if err != nil {
@@ -215,6 +221,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	}
 	sa.initReq, sa.initResp = clone(b), wire
 	sa.state = stateInitDone
+	m.obs.HandshakeStarted(false)
 	m.nHalf++
 	m.halfOpen[key] = sa
 	sa.nextPeerID = 1
@@ -222,7 +229,7 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 	sa.halfTimer = m.after(m.opts.HalfOpenTimeout, func() {
 		if sa.state == stateInitDone {
 			sa.warn("half-open IKE SA timed out: the initiator never completed IKE_AUTH")
-			sa.destroy(errors.New("half-open timeout"))
+			sa.destroy(fmt.Errorf("half-open IKE SA: %w", ErrTimeout))
 		}
 	})
 	sa.info("IKE_SA_INIT answered", zap.String("proposal", proposal.Format(chosen)))
@@ -298,6 +305,7 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 			sa.warn("CHILD_SA refused: answering with "+cerr.Notify.String(), zap.String("reason", cerr.Detail),
 				zap.String("hint", childHint(cerr.Notify)))
 			ps = append(ps, message.NewNotify(cerr.Notify, cerr.Data))
+			m.obs.ChildSAFailed(false, notifyReason(cerr.Notify))
 		} else {
 			ps = append(ps, cps...)
 		}

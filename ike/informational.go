@@ -189,5 +189,6 @@ func (sa *ikeSA) peerDead(err error) {
 		return
 	}
 	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err))
+	sa.m.obs.PeerDead()
 	sa.destroy(err)
 }

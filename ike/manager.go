@@ -136,6 +136,9 @@ type Options struct {
 	// KeyHook, for tests only, receives copies of every derived key as it
 	// is made. It must be nil in production; keys are never logged.
 	KeyHook func(KeyMaterial)
+	// Observer, if set, is told of handshakes, rekeys and dead peers
+	// (observer.go), for metrics.
+	Observer Observer
 }
 
 // Manager runs IKEv2 (RFC 7296) for a set of connections: it initiates and
@@ -144,6 +147,7 @@ type Options struct {
 // It is safe for concurrent use.
 type Manager struct {
 	cfg   *Config
+	obs   Observer
 	log   *zap.Logger
 	tr    Transport
 	inst  Installer
@@ -240,8 +244,11 @@ func NewManager(cfg *Config, opts Options) (*Manager, error) {
 	if opts.FirstChildID == 0 {
 		opts.FirstChildID = 1
 	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
 	m := &Manager{
-		cfg: cfg, log: opts.Log, tr: opts.Transport, inst: opts.Installer, clock: opts.Clock, opts: opts,
+		cfg: cfg, obs: opts.Observer, log: opts.Log, tr: opts.Transport, inst: opts.Installer, clock: opts.Clock, opts: opts,
 		sas: map[uint64]*ikeSA{}, halfOpen: map[initKey]*ikeSA{}, children: map[sad.ChildID]any{},
 		traps: map[*Child]sad.ChildID{}, nextID: opts.FirstChildID, reserved: map[uint32]bool{},
 	}
@@ -393,8 +400,8 @@ func (m *Manager) Terminate(name string) (int, error) {
 	}
 	n := 0
 	for _, sa := range m.sortedSAs() {
-		if sa.conn == nil || sa.state == stateDead {
-			continue
+		if sa.conn == nil || sa.state == stateDead || sa.state == stateDeleting {
+			continue // being deleted already: not up
 		}
 		if isConn && sa.conn == chs[0].conn {
 			m.log.Info("deleting IKE SA on request", sa.logFields()...)

@@ -449,6 +449,9 @@ func (sa *ikeSA) failWaiters(err error) {
 
 // notifyWaiters reports the outcome of a child's negotiation.
 func (sa *ikeSA) notifyWaiters(ch *Child, err error) {
+	if err != nil {
+		sa.m.obs.ChildSAFailed(true, FailureReason(err))
+	}
 	for _, w := range sa.waiters[ch] {
 		if err != nil {
 			w <- fmt.Errorf("%s: %w", ch.FullName(), err)
@@ -469,6 +472,9 @@ func (sa *ikeSA) destroy(reason error) {
 		m.nHalf--
 	}
 	wasUp := sa.state == stateEstablished || sa.state == stateDeleting
+	if sa.state == stateInitSent || sa.state == stateAuthSent || sa.state == stateInitDone {
+		m.obs.HandshakeFailed(sa.initiator, FailureReason(reason))
+	}
 	sa.state = stateDead
 	sa.releaseIKERekey()
 	sa.dropFragments()

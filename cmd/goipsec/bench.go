@@ -109,27 +109,7 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 			if rep == nil {
 				return runErr
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case asJSON:
-				err = rep.WriteJSON(out)
-			case asCSV:
-				err = rep.WriteCSV(out)
-			default:
-				err = rep.WriteTable(out)
-			}
-			if err != nil {
-				return err
-			}
-			if plot != "" {
-				if err := writePlot(plot, rep); err != nil {
-					return fmt.Errorf("bench datapath: %w", err)
-				}
-			}
-			if errors.Is(runErr, context.Canceled) {
-				return &exitError{code: 130, err: errors.New("bench datapath: interrupted; the figures above are partial")}
-			}
-			return runErr
+			return writeReport(cmd.OutOrStdout(), "bench datapath", rep, asJSON, asCSV, plot, runErr)
 		},
 	}
 	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
@@ -153,10 +133,43 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 	return c
 }
 
-// plotter is a report that draws itself as SVG.
-type plotter interface{ WritePlot(io.Writer) error }
+// report is a benchmark report ([bench.Report], [bench.E2EReport]) that
+// writes itself as a table, JSON, CSV or an SVG plot.
+type report interface {
+	WriteTable(io.Writer) error
+	WriteJSON(io.Writer) error
+	WriteCSV(io.Writer) error
+	WritePlot(io.Writer) error
+}
 
-func writePlot(path string, rep plotter) error {
+// writeReport writes rep to out in the format the flags chose and the plot
+// to the file plot (if not ""), and returns what the command returns: the
+// run's error runErr, or exit status 130 if the run was interrupted.
+func writeReport(out io.Writer, cmdName string, rep report, asJSON, asCSV bool, plot string, runErr error) error {
+	var err error
+	switch {
+	case asJSON:
+		err = rep.WriteJSON(out)
+	case asCSV:
+		err = rep.WriteCSV(out)
+	default:
+		err = rep.WriteTable(out)
+	}
+	if err != nil {
+		return err
+	}
+	if plot != "" {
+		if err := writePlot(plot, rep); err != nil {
+			return fmt.Errorf("%s: %w", cmdName, err)
+		}
+	}
+	if errors.Is(runErr, context.Canceled) {
+		return &exitError{code: 130, err: fmt.Errorf("%s: interrupted; the figures above are partial", cmdName)}
+	}
+	return runErr
+}
+
+func writePlot(path string, rep report) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -264,27 +277,7 @@ daemon speaks IKE. Needs root, iproute2 and /dev/net/tun.`,
 			if rep == nil {
 				return runErr
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case asJSON:
-				err = rep.WriteJSON(out)
-			case asCSV:
-				err = rep.WriteCSV(out)
-			default:
-				err = rep.WriteTable(out)
-			}
-			if err != nil {
-				return err
-			}
-			if plot != "" {
-				if err := writePlot(plot, rep); err != nil {
-					return fmt.Errorf("bench e2e: %w", err)
-				}
-			}
-			if errors.Is(runErr, context.Canceled) {
-				return &exitError{code: 130, err: errors.New("bench e2e: interrupted; the figures above are partial")}
-			}
-			return runErr
+			return writeReport(cmd.OutOrStdout(), "bench e2e", rep, asJSON, asCSV, plot, runErr)
 		},
 	}
 	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {

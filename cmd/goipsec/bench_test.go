@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -313,5 +314,75 @@ func TestBenchE2EKilled(t *testing.T) {
 		if _, err := os.Stat(w); !os.IsNotExist(err) {
 			t.Errorf("work directory %s not swept", w)
 		}
+	}
+}
+
+// fakeReport writes its format's name.
+type fakeReport struct{ plotErr error }
+
+func (fakeReport) WriteTable(w io.Writer) error { _, err := io.WriteString(w, "table"); return err }
+func (fakeReport) WriteJSON(w io.Writer) error  { _, err := io.WriteString(w, "json"); return err }
+func (fakeReport) WriteCSV(w io.Writer) error   { _, err := io.WriteString(w, "csv"); return err }
+func (r fakeReport) WritePlot(w io.Writer) error {
+	if r.plotErr != nil {
+		return r.plotErr
+	}
+	_, err := io.WriteString(w, "<svg/>")
+	return err
+}
+
+// TestWriteReport: the format the flags chose, the plot file, and the
+// run's error or exit status 130 for an interrupted run.
+func TestWriteReport(t *testing.T) {
+	runFailed := fmt.Errorf("run failed")
+	plotFailed := fmt.Errorf("plot failed")
+	for _, tc := range []struct {
+		name           string
+		json, csv      bool
+		plot           bool
+		rep            fakeReport
+		runErr         error
+		wantOut        string
+		wantCode       int // exitError's code; 0: runErr itself or nil
+		wantErr        error
+		wantPlotInFile bool
+	}{
+		{name: "table", wantOut: "table"},
+		{name: "json", json: true, wantOut: "json"},
+		{name: "csv", csv: true, wantOut: "csv"},
+		{name: "plot", plot: true, wantOut: "table", wantPlotInFile: true},
+		{name: "plot error", plot: true, rep: fakeReport{plotErr: plotFailed}, wantOut: "table", wantErr: plotFailed},
+		{name: "run error", runErr: runFailed, wantOut: "table", wantErr: runFailed},
+		{name: "interrupted", json: true, runErr: fmt.Errorf("stopping: %w", context.Canceled), wantOut: "json", wantCode: 130},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			plot := ""
+			if tc.plot {
+				plot = filepath.Join(t.TempDir(), "p.svg")
+			}
+			err := writeReport(&out, "bench x", tc.rep, tc.json, tc.csv, plot, tc.runErr)
+			if out.String() != tc.wantOut {
+				t.Errorf("wrote %q, want %q", out.String(), tc.wantOut)
+			}
+			var ee *exitError
+			switch {
+			case tc.wantCode != 0:
+				if !errors.As(err, &ee) || ee.code != tc.wantCode || !strings.HasPrefix(err.Error(), "bench x: ") {
+					t.Errorf("error %v, want exit status %d", err, tc.wantCode)
+				}
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Errorf("error %v, want %v", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Errorf("error %v", err)
+			}
+			if tc.wantPlotInFile {
+				if b, err := os.ReadFile(plot); err != nil || string(b) != "<svg/>" {
+					t.Errorf("plot file %q, %v", b, err)
+				}
+			}
+		})
 	}
 }

@@ -142,18 +142,21 @@ func newCtlListSAsCmd() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
 		return ctlRun(cmd, *socket, func(ctx context.Context, cl *control.Client) error {
-			sas, err := cl.ListSAs(ctx)
+			l, err := cl.ListAll(ctx)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				if sas == nil {
-					sas = []control.SA{}
+				if l.SAs == nil {
+					l.SAs = []control.SA{}
 				}
-				ctlSortSAs(sas)
-				return ctlWriteJSON(cmd.OutOrStdout(), control.SAList{SAs: sas})
+				if l.IKESAs == nil {
+					l.IKESAs = []control.IKESA{}
+				}
+				ctlSortSAs(l.SAs)
+				return ctlWriteJSON(cmd.OutOrStdout(), l)
 			}
-			return ctlWriteSAs(cmd.OutOrStdout(), sas)
+			return ctlWriteSAs(cmd.OutOrStdout(), l.IKESAs, l.SAs)
 		})
 	}
 	return c
@@ -285,28 +288,73 @@ func ctlSortSAs(sas []control.SA) {
 }
 
 // ctlWriteSAs prints the SAs for a person, like swanctl --list-sas: by
-// connection and child, the child's SAs with their counters.
-func ctlWriteSAs(w io.Writer, sas []control.SA) error {
-	if len(sas) == 0 {
+// connection, its IKE SAs, then its children's SAs with their counters.
+func ctlWriteSAs(w io.Writer, ikes []control.IKESA, sas []control.SA) error {
+	if len(sas) == 0 && len(ikes) == 0 {
 		_, err := io.WriteString(w, "no IPsec SAs\n")
 		return err
 	}
 	sas = slices.Clone(sas)
 	ctlSortSAs(sas)
+	byConn := map[string][]control.IKESA{}
+	var conns []string
+	for _, ik := range ikes {
+		if _, ok := byConn[ik.Connection]; !ok {
+			conns = append(conns, ik.Connection)
+		}
+		byConn[ik.Connection] = append(byConn[ik.Connection], ik)
+	}
+	for _, sa := range sas {
+		if !slices.Contains(conns, sa.Connection) {
+			conns = append(conns, sa.Connection)
+			byConn[sa.Connection] = nil
+		}
+	}
+	slices.Sort(conns)
 	var b strings.Builder
-	for i := 0; i < len(sas); {
-		j := i
-		for j < len(sas) && sas[j].Connection == sas[i].Connection && sas[j].Child == sas[i].Child && sas[j].ChildID == sas[i].ChildID {
-			j++
+	for _, conn := range conns {
+		fmt.Fprintf(&b, "%s:\n", ctlOrDash(conn))
+		for _, ik := range byConn[conn] {
+			ctlWriteIKE(&b, ik)
 		}
-		if i == 0 || sas[i-1].Connection != sas[i].Connection {
-			fmt.Fprintf(&b, "%s:\n", ctlOrDash(sas[i].Connection))
+		for i := 0; i < len(sas); {
+			j := i
+			for j < len(sas) && sas[j].Connection == sas[i].Connection && sas[j].Child == sas[i].Child && sas[j].ChildID == sas[i].ChildID {
+				j++
+			}
+			if sas[i].Connection == conn {
+				ctlWriteChild(&b, sas[i:j])
+			}
+			i = j
 		}
-		ctlWriteChild(&b, sas[i:j])
-		i = j
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ctlWriteIKE prints one IKE SA, swanctl-style: the SPI of our role is
+// starred.
+func ctlWriteIKE(b *strings.Builder, ik control.IKESA) {
+	si, sr := ik.SPIi+"_i", ik.SPIr+"_r"
+	if ik.Initiator {
+		si += "*"
+	} else {
+		sr += "*"
+	}
+	fmt.Fprintf(b, "  IKE #%d, %s, IKEv2, %s %s, peer %s\n", ik.Serial, ik.State, si, sr, ctlOrDash(ik.Peer))
+	if ik.LocalID != "" || ik.RemoteID != "" {
+		fmt.Fprintf(b, "    local '%s', remote '%s'\n", ik.LocalID, ik.RemoteID)
+	}
+	var line []string
+	if ik.Proposal != "" {
+		line = append(line, ik.Proposal)
+	}
+	if !ik.Established.IsZero() {
+		line = append(line, "established "+ctlSecs(ik.AgeSeconds)+" ago")
+	}
+	if len(line) > 0 {
+		fmt.Fprintf(b, "    %s\n", strings.Join(line, ", "))
+	}
 }
 
 func ctlOrDash(s string) string {

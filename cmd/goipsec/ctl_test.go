@@ -38,6 +38,7 @@ func ctlExec(t *testing.T, args ...string) (string, string, int) {
 // ctlFake is a control.Backend with canned answers.
 type ctlFake struct {
 	status control.Status
+	ikes   []control.IKESA
 	sas    []control.SA
 	errs   map[string]error
 
@@ -46,7 +47,10 @@ type ctlFake struct {
 }
 
 func (f *ctlFake) Status() control.Status { return f.status }
-func (f *ctlFake) ListSAs() []control.SA  { return f.sas }
+func (f *ctlFake) ListIKESAs() []control.IKESA {
+	return f.ikes
+}
+func (f *ctlFake) ListSAs() []control.SA { return f.sas }
 func (f *ctlFake) do(what, name string) error {
 	f.mu.Lock()
 	f.calls = append(f.calls, strings.TrimSpace(what+" "+name))
@@ -80,6 +84,13 @@ func newCtlFake() *ctlFake {
 				ReceivedPackets: 104, ReceivedBytes: 15000, Delivered: 95, KeepalivesRx: 3, KeepalivesTx: 1, IKE: 4,
 				NoSA: 2, UnknownSPI: 1, InboundSA: 4,
 			},
+		},
+		ikes: []control.IKESA{
+			{Connection: "site", Serial: 3, State: "ESTABLISHED", Initiator: true, SPIi: "0123456789abcdef", SPIr: "fedcba9876543210",
+				Peer: "203.0.113.9:4500", LocalID: "a.example.org", RemoteID: "b.example.org", Proposal: "aes256-sha256-prfsha256-ecp256",
+				Established: t0, AgeSeconds: 3700, Children: []string{"site.lan"}},
+			{Connection: "", Serial: 4, State: "HALF_OPEN", SPIi: "1111111111111111", SPIr: "2222222222222222", Peer: "198.51.100.99:500",
+				Proposal: "aes128gcm16-prfsha256-x25519", Children: []string{}},
 		},
 		sas: []control.SA{
 			// Out of order on purpose: the client sorts.

@@ -208,16 +208,23 @@ func pcapEth(ip []byte) []byte {
 
 // TestPcapStdio reads stdin and writes stdout with "-".
 func TestPcapStdio(t *testing.T) {
+	pcapStdioRoundTrip(t, layers.LinkTypeIPv4, pcapIPv4(1, "x"), pcapGCM)
+}
+
+// pcapStdioRoundTrip protects a capture of pkt with sa from stdin to
+// stdout (transport mode) and back: the packet and its link type return.
+func pcapStdioRoundTrip(t *testing.T, link layers.LinkType, pkt []byte, sa string) {
+	t.Helper()
 	dir := t.TempDir()
-	in, err := os.ReadFile(pcapWrite(t, dir, "in.pcap", layers.LinkTypeIPv4, pcapIPv4(1, "x")))
+	in, err := os.ReadFile(pcapWrite(t, dir, "in.pcap", link, pkt))
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, stderr, code := pcapRun(t, in, "pcap", "encrypt", "--sa", pcapGCM, "--mode", "transport", "-", "-")
+	enc, stderr, code := pcapRun(t, in, "pcap", "encrypt", "--sa", sa, "--mode", "transport", "-", "-")
 	if code != 0 {
 		t.Fatal(stderr)
 	}
-	dec, stderr, code := pcapRun(t, []byte(enc), "pcap", "decrypt", "--sa", pcapGCM, "-", "-")
+	dec, stderr, code := pcapRun(t, []byte(enc), "pcap", "decrypt", "--sa", sa, "-", "-")
 	if code != 0 {
 		t.Fatalf("status %d, %q", code, stderr)
 	}
@@ -225,9 +232,9 @@ func TestPcapStdio(t *testing.T) {
 	if err := os.WriteFile(path, []byte(dec), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	link, pkts := pcapRead(t, path)
-	if link != layers.LinkTypeIPv4 || len(pkts) != 1 || !bytes.Equal(pkts[0], pcapIPv4(1, "x")) {
-		t.Fatalf("round trip through stdin and stdout: link %v, packets %x", link, pkts)
+	got, pkts := pcapRead(t, path)
+	if got != link || len(pkts) != 1 || !bytes.Equal(pkts[0], pkt) {
+		t.Fatalf("round trip through stdin and stdout: link %v, packets %x", got, pkts)
 	}
 }
 
@@ -548,26 +555,5 @@ func TestPcapMixed(t *testing.T) {
 
 // TestPcapAHStdio protects with AH from stdin to stdout and back.
 func TestPcapAHStdio(t *testing.T) {
-	dir := t.TempDir()
-	in, err := os.ReadFile(pcapWrite(t, dir, "in.pcap", layers.LinkTypeIPv6, pcapIPv6Ext("x")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sa := pcapAHSpec(t, "sha384", 0x2222, "")
-	enc, stderr, code := pcapRun(t, in, "pcap", "encrypt", "--sa", sa, "--mode", "transport", "-", "-")
-	if code != 0 {
-		t.Fatal(stderr)
-	}
-	dec, stderr, code := pcapRun(t, []byte(enc), "pcap", "decrypt", "--sa", sa, "-", "-")
-	if code != 0 {
-		t.Fatalf("status %d, %q", code, stderr)
-	}
-	path := filepath.Join(dir, "dec.pcap")
-	if err := os.WriteFile(path, []byte(dec), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link, pkts := pcapRead(t, path)
-	if link != layers.LinkTypeIPv6 || len(pkts) != 1 || !bytes.Equal(pkts[0], pcapIPv6Ext("x")) {
-		t.Fatalf("round trip through stdin and stdout: link %v, packets %x", link, pkts)
-	}
+	pcapStdioRoundTrip(t, layers.LinkTypeIPv6, pcapIPv6Ext("x"), pcapAHSpec(t, "sha384", 0x2222, ""))
 }

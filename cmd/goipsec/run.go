@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/daemon"
+	"github.com/goipsec/goipsec/internal/logging"
 )
 
 func init() { subcommands = append(subcommands, newRunCmd) }
@@ -42,16 +44,33 @@ func newRunCmd() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfgPath, err)}
 			}
-			log, err := newLogger(level, format)
-			if err != nil {
-				return &exitError{code: 2, err: err}
+			// --log-level and --log-format override the log section.
+			var cli logging.Levels
+			cliDefault := false
+			if level != "" {
+				if cli, cliDefault, err = logging.ParseSpec(level); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--log-level: %w", err)}
+				}
 			}
+			if format == "" {
+				format = cfg.Log.Format
+			}
+			levels, err := daemon.LogLevels(cfg, cli, cliDefault)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("%s: %w", cfgPath, err)}
+			}
+			logs, err := logging.New(format, zapcore.Lock(os.Stderr), levels)
+			if err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--log-format: %w", err)}
+			}
+			log := logs.Logger
 			defer log.Sync()
 			daemon.Version = version
 			d, err := daemon.New(cfg, log)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			d.SetLogs(logs, cli, cliDefault)
 			if check {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: configuration OK\n", cfgPath)
 				return nil
@@ -85,31 +104,24 @@ func newRunCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
-	c.Flags().StringVar(&level, "log-level", "info", "debug, info, warn or error")
-	c.Flags().StringVar(&format, "log-format", "console", "console or json")
+	c.Flags().StringVar(&level, "log-level", "", "LEVEL (debug, info, warn, error) and/or SUBSYSTEM=LEVEL, comma-separated, e.g. info,ike=debug,esp=warn (subsystems: "+strings.Join(logging.Subsystems, ", ")+"); overrides log.level and log.levels")
+	c.Flags().StringVar(&format, "log-format", "", "console or json; overrides log.format (default console)")
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
 	c.Flags().StringVar(&userName, "user", "", "once set up, switch to this user, keeping no capability (Linux; overrides daemon.user)")
 	c.Flags().StringVar(&groupName, "group", "", "the group for --user or daemon.user (default: the user's primary group)")
 	return c
 }
 
-func newLogger(level, format string) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
+// newLogger builds a logger for commands other than run: spec as
+// --log-level takes it, format console or json.
+func newLogger(spec, format string) (*zap.Logger, error) {
+	lv, _, err := logging.ParseSpec(spec)
 	if err != nil {
-		return nil, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", level)
+		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	var cfg zap.Config
-	switch format {
-	case "console":
-		cfg = zap.NewDevelopmentConfig()
-		cfg.DisableStacktrace = true
-	case "json":
-		cfg = zap.NewProductionConfig()
-	default:
-		return nil, fmt.Errorf("--log-format: want console or json, got %q", format)
+	logs, err := logging.New(format, zapcore.Lock(os.Stderr), lv)
+	if err != nil {
+		return nil, fmt.Errorf("--log-format: %w", err)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.OutputPaths = []string{"stderr"}
-	cfg.Sampling = &zap.SamplingConfig{Initial: 10, Thereafter: 100} // per-packet lines stay rare
-	return cfg.Build()
+	return logs.Logger, nil
 }

@@ -136,3 +136,30 @@ func TestRunSignals(t *testing.T) {
 		t.Errorf("control socket left behind: %v", err)
 	}
 }
+
+// TestRunLogFlags: --log-level and --log-format are checked before the
+// daemon starts (--check stops right after).
+func TestRunLogFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "goipsec.yaml")
+	if err := os.WriteFile(path, []byte(runTestConfig("-", 4500, 1)+"log:\n  level: warn\n  levels: {ike: debug}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		flags  []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{nil, 0, path + ": configuration OK\n", ""},
+		{[]string{"--log-level", "ike=debug,esp=warn"}, 0, path + ": configuration OK\n", ""},
+		{[]string{"--log-level", "error", "--log-format", "json"}, 0, path + ": configuration OK\n", ""},
+		{[]string{"--log-level", "ikev2=debug"}, 2, "", `goipsec: --log-level: "ikev2=debug": want a subsystem (ike, esp, spd, tun, net, control), got "ikev2"` + "\n"},
+		{[]string{"--log-level", "loud"}, 2, "", `goipsec: --log-level: want debug, info, warn or error, got "loud"` + "\n"},
+		{[]string{"--log-format", "xml"}, 2, "", `goipsec: --log-format: want console or json, got "xml"` + "\n"},
+	} {
+		out, errOut, code := ctlExec(t, append([]string{"run", "-c", path, "--check"}, tc.flags...)...)
+		if code != tc.code || out != tc.stdout || errOut != tc.stderr {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want %d, %q, %q", tc.flags, code, out, errOut, tc.code, tc.stdout, tc.stderr)
+		}
+	}
+}

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/goipsec/goipsec/internal/logging"
 	"github.com/goipsec/goipsec/internal/xform"
 )
 
@@ -24,6 +26,7 @@ type Config struct {
 	Tun         Tun                    `yaml:"tun"`
 	Control     Control                `yaml:"control"`
 	Daemon      Daemon                 `yaml:"daemon"`
+	Log         Log                    `yaml:"log"`
 
 	// Warnings lists things that load but deserve an operator's attention
 	// (legacy algorithms, for example).
@@ -152,6 +155,17 @@ type Daemon struct {
 	Group string `yaml:"group"`
 }
 
+// Log is the daemon's logging (strongswan.conf's charondebug, in zap's
+// levels): a default level, per-subsystem levels and the line format.
+type Log struct {
+	// Level is the default level: debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is console or json.
+	Format string `yaml:"format"`
+	// Levels sets the level of some subsystems (logging.Subsystems).
+	Levels map[string]string `yaml:"levels"`
+}
+
 // Defaults.
 const (
 	DefaultSocket       = "/run/goipsec/goipsec.sock"
@@ -277,7 +291,31 @@ func (v *validator) validate() error {
 	if err := v.tun(); err != nil {
 		return err
 	}
+	if err := v.log(); err != nil {
+		return err
+	}
 	return v.daemon()
+}
+
+// log checks the log section and fills in its defaults.
+func (v *validator) log() error {
+	l := &v.c.Log
+	var ok bool
+	if l.Level, ok = oneOf(l.Level, "info", "debug", "info", "warn", "error"); !ok {
+		return v.errorf("log.level", "want %s, got %q", want("debug", "info", "warn", "error"), l.Level)
+	}
+	if l.Format, ok = oneOf(l.Format, "console", "console", "json"); !ok {
+		return v.errorf("log.format", "want %s, got %q", want("console", "json"), l.Format)
+	}
+	for _, sub := range sortedKeys(l.Levels) {
+		if !slices.Contains(logging.Subsystems, sub) {
+			return v.errorf("log.levels."+sub, "want a subsystem: %s", want(logging.Subsystems...))
+		}
+		if _, ok := oneOf(l.Levels[sub], "", "debug", "info", "warn", "error"); !ok || l.Levels[sub] == "" {
+			return v.errorf("log.levels."+sub, "want %s, got %q", want("debug", "info", "warn", "error"), l.Levels[sub])
+		}
+	}
+	return nil
 }
 
 // daemon checks the daemon section's syntax; the user and group are looked

@@ -38,6 +38,9 @@ tun:
   addresses: [10.1.0.1/24]
 control:
   metrics: 127.0.0.1:9669
+log:
+  level: info
+  levels: {ike: debug}
 `
 
 func TestGood(t *testing.T) {
@@ -101,6 +104,10 @@ func TestBad(t *testing.T) {
 		{"fragmentation", "dpd_delay: 30s", "dpd_delay: 30s\n    fragmentation: maybe", `connections.home.fragmentation: want yes, accept, force or no, got "maybe"`},
 		{"fragment size", "dpd_delay: 30s", "dpd_delay: 30s\n    fragment_size: 100", `connections.home.fragment_size: want 256 to 65535 octets (a whole IP datagram), or 0 for 1280, got 100`},
 		{"fragment size type", "dpd_delay: 30s", "dpd_delay: 30s\n    fragment_size: big", `connections.home.fragment_size`},
+		{"log level", "level: info", "level: verbose", `log.level: want debug, info, warn or error, got "verbose"`},
+		{"log format", "level: info", "level: info\n  format: text", `log.format: want console or json, got "text"`},
+		{"log subsystem", "levels: {ike: debug}", "levels: {ikev2: debug}", `log.levels.ikev2: want a subsystem: ike, esp, spd, tun, net or control`},
+		{"log subsystem level", "levels: {ike: debug}", "levels: {ike: trace}", `log.levels.ike: want debug, info, warn or error, got "trace"`},
 		{"socks in kernel mode", "mode: kernel", "mode: kernel\n  socks5: 127.0.0.1:1080", `tun: socks5, forwards and expose need mode: netstack`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

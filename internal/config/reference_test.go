@@ -203,6 +203,7 @@ secrets:
 tun: {}
 control: {}
 daemon: {}
+log: {}
 `, `
 connections:
   c:
@@ -361,7 +362,7 @@ func format(v reflect.Value) (string, bool) {
 // keyRef matches a configuration key path written in backquotes in the
 // docs: `tun.mode`, `connections.home.children.link.mode`,
 // `tun.forwards[0].listen`, `connections.<name>.local.auth`.
-var keyRef = regexp.MustCompile("`((?:connections|secrets|tun|control|daemon)(?:\\.[A-Za-z0-9_<>-]+(?:\\[[0-9]*\\])?)+)")
+var keyRef = regexp.MustCompile("`((?:connections|secrets|tun|control|daemon|log)(?:\\.[A-Za-z0-9_<>-]+(?:\\[[0-9]*\\])?)+)")
 
 // TestDocsNameRealKeys fails when docs/*.md name a key path that does not
 // exist (concrete names stand for <name>, [N] for []).

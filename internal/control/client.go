@@ -89,11 +89,20 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 
 // ListSAs asks for the installed SAs.
 func (c *Client) ListSAs(ctx context.Context) ([]SA, error) {
+	l, err := c.ListAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return l.SAs, nil
+}
+
+// ListAll asks for the IKE SAs and the installed IPsec SAs.
+func (c *Client) ListAll(ctx context.Context) (*SAList, error) {
 	var l SAList
 	if err := c.do(ctx, http.MethodGet, PathSAs, nil, &l); err != nil {
 		return nil, err
 	}
-	return l.SAs, nil
+	return &l, nil
 }
 
 // Initiate asks the daemon to bring up the named connection.

@@ -180,7 +180,37 @@ type SA struct {
 
 // SAList is the answer to GET /v1/sas.
 type SAList struct {
-	SAs []SA `json:"sas"`
+	// IKESAs are the IKE SAs (empty without IKE), oldest first.
+	IKESAs []IKESA `json:"ike_sas"`
+	SAs    []SA    `json:"sas"`
+}
+
+// IKESA is one IKE SA as goipsec list-sas shows it.
+type IKESA struct {
+	Connection string `json:"connection"` // "" while a responder SA has not authenticated
+	// Serial numbers the daemon's IKE SAs (#n), in order of creation.
+	Serial    uint64 `json:"serial"`
+	State     string `json:"state"` // ESTABLISHED, CONNECTING, AUTHENTICATING, HALF_OPEN, DELETING
+	Initiator bool   `json:"initiator"`
+	// SPIi and SPIr are the initiator's and responder's SPIs, 16 hex
+	// digits each.
+	SPIi     string `json:"spi_i"`
+	SPIr     string `json:"spi_r"`
+	Peer     string `json:"peer"` // the peer's address:port
+	LocalID  string `json:"local_id,omitempty"`
+	RemoteID string `json:"remote_id,omitempty"`
+	// Proposal is the negotiated IKE proposal, strongSwan-style.
+	Proposal    string    `json:"proposal,omitempty"`
+	Established time.Time `json:"established,omitzero"`
+	AgeSeconds  int64     `json:"age_seconds"` // since established
+	// Children name its Child SAs (connection.child); their SAs are in
+	// SAList.SAs.
+	Children []string `json:"children"`
+}
+
+// IKELister is a Backend that also lists IKE SAs.
+type IKELister interface {
+	ListIKESAs() []IKESA
 }
 
 // FormatSPI formats an SPI as the SA's SPI field has it.

@@ -169,7 +169,7 @@ func TestEmptySAList(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if got := strings.TrimSpace(string(body)); got != `{"sas":[]}` {
+	if got := strings.TrimSpace(string(body)); got != `{"ike_sas":[],"sas":[]}` {
 		t.Errorf("empty list: %s", got)
 	}
 }

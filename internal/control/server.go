@@ -270,7 +270,12 @@ func (s *Server) handler() http.Handler {
 			writeJSON(w, http.StatusOK, st)
 		}},
 		PathSAs: {http.MethodGet, func(w http.ResponseWriter, _ *http.Request) {
-			l := SAList{SAs: b.ListSAs()}
+			l := SAList{SAs: b.ListSAs(), IKESAs: []IKESA{}}
+			if ik, ok := b.(IKELister); ok {
+				if list := ik.ListIKESAs(); list != nil {
+					l.IKESAs = list
+				}
+			}
 			if l.SAs == nil {
 				l.SAs = []SA{}
 			}

@@ -44,7 +44,7 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 		return fmt.Errorf("tun.mode %q", t.Mode)
 	}
 	if o := d.overhead(); t.MTU+o > 1500 {
-		d.log.Warn("tun MTU plus ESP-in-UDP overhead exceeds 1500: ESP packets will be fragmented on a 1500-byte underlay",
+		d.log.Named("tun").Warn("tun MTU plus ESP-in-UDP overhead exceeds 1500: ESP packets will be fragmented on a 1500-byte underlay",
 			zap.Int("mtu", t.MTU), zap.Int("overhead", o), zap.Int("suggested_mtu", 1500-o))
 	}
 	dev, err := tun.CreateKernel(t.Name, t.MTU)
@@ -85,10 +85,10 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 	}
 	d.cleanup = append(d.cleanup, func() {
 		if err := undo(); err != nil {
-			d.log.Warn("tun cleanup", zap.Error(err))
+			d.log.Named("tun").Warn("tun cleanup", zap.Error(err))
 		}
 	})
-	d.log.Info("tun device up", zap.String("name", name), zap.Int("mtu", t.MTU),
+	d.log.Named("tun").Info("tun device up", zap.String("name", name), zap.Int("mtu", t.MTU),
 		zap.Stringers("addresses", t.Prefixes), zap.Stringers("routes", cfg.Routes), zap.Stringers("policy_routes", policy))
 	return nil
 }

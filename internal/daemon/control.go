@@ -36,6 +36,7 @@ func (d *Daemon) startControl(ctx context.Context) error {
 		var opts metrics.Options
 		if d.ike != nil {
 			opts.IKE = ikeMetrics{d}
+			opts.IKECounters = d.ike.counters
 		}
 		ms, err := metrics.Listen(addr, d, opts)
 		if err != nil {
@@ -61,38 +62,19 @@ func (s ikeMetrics) IKEStats() metrics.IKEStats {
 	if m == nil {
 		return metrics.IKEStats{}
 	}
-	return ikeStats(m.Stats(), m.IKESAs())
+	out := ikeStats(m.IKESAs())
+	st := m.Stats()
+	out.Fragments = map[string]uint64{"sent": st.FragmentsSent, "received": st.FragmentsReceived, "rejected": st.FragmentsRejected}
+	out.Reassembled = st.Reassembled
+	return out
 }
 
-// ikeStats maps the Manager's counters to the metrics' IKE statistics.
-// The Manager does not count handshakes started, so they are the ones
-// that completed or failed plus those under way; failures are "auth" or
-// "other", and it does not count rekeys or DPD failures yet.
-func ikeStats(st ike.Stats, sas []ike.IKESAStatus) metrics.IKEStats {
-	out := metrics.IKEStats{
-		SAs:                 map[string]int{},
-		HandshakesCompleted: st.Established,
-		HandshakesFailed:    map[string]uint64{},
-		Rekeys:              map[string]uint64{},
-		Fragments:           map[string]uint64{"sent": st.FragmentsSent, "received": st.FragmentsReceived, "rejected": st.FragmentsRejected},
-		Reassembled:         st.Reassembled,
-	}
-	var pending uint64
+// ikeStats counts the IKE SAs by state for the metrics (the events are
+// counted by the Manager's Observer, metrics.IKECounters).
+func ikeStats(sas []ike.IKESAStatus) metrics.IKEStats {
+	out := metrics.IKEStats{SAs: map[string]int{}}
 	for _, sa := range sas {
-		state := strings.ToLower(sa.State)
-		out.SAs[state]++
-		switch sa.State {
-		case "ESTABLISHED", "DELETING", "DESTROYED":
-		default:
-			pending++
-		}
-	}
-	out.HandshakesStarted = st.Established + st.Failed + pending
-	if st.AuthFailed > 0 {
-		out.HandshakesFailed["auth"] = st.AuthFailed
-	}
-	if st.Failed > st.AuthFailed {
-		out.HandshakesFailed["other"] = st.Failed - st.AuthFailed
+		out.SAs[strings.ToLower(sa.State)]++
 	}
 	return out
 }
@@ -207,4 +189,29 @@ func (d *Daemon) Rekey(ctx context.Context, name string) error {
 // applies what changed (see ReloadFile).
 func (d *Daemon) Reload(ctx context.Context) error {
 	return d.ReloadFile(ctx)
+}
+
+// ListIKESAs lists the IKE SAs for `goipsec list-sas` (control.IKELister).
+func (d *Daemon) ListIKESAs() []control.IKESA {
+	m := d.ikeM.Load()
+	if m == nil {
+		return nil
+	}
+	now := time.Now()
+	var out []control.IKESA
+	for _, sa := range m.IKESAs() {
+		ik := control.IKESA{Connection: sa.Connection, Serial: sa.Serial, State: sa.State, Initiator: sa.Initiator,
+			SPIi: fmt.Sprintf("%016x", sa.SPIi), SPIr: fmt.Sprintf("%016x", sa.SPIr), Peer: sa.Remote.String(),
+			LocalID: sa.LocalID, RemoteID: sa.RemoteID, Proposal: sa.Proposal, Established: sa.Established, Children: []string{}}
+		if !sa.Established.IsZero() {
+			ik.AgeSeconds = int64(now.Sub(sa.Established) / time.Second)
+		}
+		for _, c := range sa.Children {
+			if !slices.Contains(ik.Children, c.Name) {
+				ik.Children = append(ik.Children, c.Name)
+			}
+		}
+		out = append(out, ik)
+	}
+	return out
 }

@@ -47,12 +47,16 @@ type Daemon struct {
 	statics []*dataplane.StaticChild
 	names   map[sad.ChildID]childName
 	ike     *ikeState // nil when no child is negotiated with IKE
+	// routes are the protected networks of the configuration the daemon
+	// started with: in kernel mode, the routes into the TUN device.
+	routes  []protectedRoute
 	started time.Time
 
 	// mu guards cfg, statics and names against a concurrent Reload
 	// (reload.go); cfgPath is the file Reload reads.
 	mu      sync.Mutex
 	cfgPath string
+	logc    *logControl // set by SetLogs (logs.go)
 	// ikeM is the running IKE Manager for the metrics (control.go).
 	ikeM        atomic.Pointer[ike.Manager]
 	metricsAddr net.Addr
@@ -65,7 +69,7 @@ type childName struct{ conn, child string }
 // New builds a daemon from cfg without starting anything.
 func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, SPD: spd.New(spd.Discard), SAD: sad.New(sad.Options{})}
-	d.Engine = dataplane.New(d.SPD, d.SAD, log.Named("dataplane"))
+	d.Engine = dataplane.New(d.SPD, d.SAD, log.Named("esp"))
 	var err error
 	if d.statics, d.names, err = staticChildren(cfg); err != nil {
 		return nil, err
@@ -73,6 +77,7 @@ func New(cfg *config.Config, log *zap.Logger) (*Daemon, error) {
 	if d.ike, err = newIKE(cfg); err != nil {
 		return nil, err
 	}
+	d.routes = d.protectedRoutes()
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
@@ -181,7 +186,7 @@ func (d *Daemon) Install() error {
 		if err := d.Engine.InstallStatic(sc); err != nil {
 			return err
 		}
-		d.log.Info("static child installed", zap.Uint32("child", uint32(sc.ID)), zap.Stringer("mode", sc.Mode),
+		d.log.Named("spd").Info("static child installed", zap.Uint32("child", uint32(sc.ID)), zap.Stringer("mode", sc.Mode),
 			zap.String("spi_in", fmt.Sprintf("%#x", sc.In.SPI)), zap.String("spi_out", fmt.Sprintf("%#x", sc.Out.SPI)), zap.Stringer("peer", sc.Peer),
 			zap.String("alg", espName(sc.Out)))
 	}
@@ -248,7 +253,7 @@ func (d *Daemon) logEvents(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-d.SAD.Events():
-			d.log.Info("SA event", zap.Stringer("kind", ev.Kind), zap.Stringer("reason", ev.Reason), zap.Uint32("spi", ev.SPI), zap.Stringer("dir", ev.Dir))
+			d.log.Named("esp").Info("SA event", zap.Stringer("kind", ev.Kind), zap.Stringer("reason", ev.Reason), zap.Uint32("spi", ev.SPI), zap.Stringer("dir", ev.Dir))
 			if m := d.IKE(); m != nil {
 				m.SAEvent(ev) // lifetimes of negotiated SAs: rekey or delete
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/control"
 	"github.com/goipsec/goipsec/internal/dataplane"
+	"github.com/goipsec/goipsec/internal/metrics"
 	"github.com/goipsec/goipsec/internal/udp"
 	"github.com/goipsec/goipsec/sad"
 	"github.com/goipsec/goipsec/spd"
@@ -36,9 +37,11 @@ type ikeState struct {
 	plain   *udp.Conn
 	in      chan ikeMsg
 	keyHook func(ike.KeyMaterial)
-	dropped atomic.Uint64
-	done    chan struct{}
-	wg      sync.WaitGroup
+	// counters count the Manager's events for the metrics endpoint.
+	counters *metrics.IKECounters
+	dropped  atomic.Uint64
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // ikeMsg is an IKE message from the NAT-T socket, copied out of the
@@ -117,7 +120,7 @@ func newIKE(cfg *config.Config) (*ikeState, error) {
 	if err := ic.Validate(); err != nil {
 		return nil, err
 	}
-	return &ikeState{cfg: ic}, nil
+	return &ikeState{cfg: ic, counters: metrics.NewIKECounters()}, nil
 }
 
 // strongSwan's default rekey times: 4 h for IKE SAs, 1 h for Child SAs.
@@ -357,6 +360,7 @@ func (d *Daemon) startIKE() error {
 		FirstChildID: sad.ChildID(len(d.statics) + 1),
 		LocalAddr:    sourceAddr,
 		KeyHook:      s.keyHook,
+		Observer:     s.counters,
 	})
 	if err != nil {
 		if s.plain != nil {
@@ -392,7 +396,7 @@ func (d *Daemon) startIKE() error {
 			defer s.wg.Done()
 			d.readPlainIKE(s.plain, m)
 		}()
-		log.Info("plain IKE socket", zap.Stringer("listen", s.plain.LocalAddr()))
+		d.log.Named("net").Info("plain IKE socket", zap.Stringer("listen", s.plain.LocalAddr()))
 	}
 	m.Start()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -137,21 +138,16 @@ func TestIKECertFiles(t *testing.T) {
 	}
 }
 
-// TestIKEStatsAuth checks that authentication failures are reported as
-// their own reason of goipsec_ike_handshakes_failed_total.
+// TestIKEStatsAuth checks that certificate failures are reported as the
+// authentication_failed reason of goipsec_ike_handshakes_failed_total.
 func TestIKEStatsAuth(t *testing.T) {
-	for _, tc := range []struct {
-		st   ike.Stats
-		want map[string]uint64
-	}{
-		{ike.Stats{Established: 2, Failed: 3, AuthFailed: 2}, map[string]uint64{"auth": 2, "other": 1}},
-		{ike.Stats{Failed: 1}, map[string]uint64{"other": 1}},
-		{ike.Stats{Failed: 1, AuthFailed: 1}, map[string]uint64{"auth": 1}},
-		{ike.Stats{Established: 1}, map[string]uint64{}},
-	} {
-		got := ikeStats(tc.st, nil)
-		if fmt.Sprint(got.HandshakesFailed) != fmt.Sprint(tc.want) || got.HandshakesStarted != tc.st.Established+tc.st.Failed {
-			t.Errorf("%+v: %v, started %d", tc.st, got.HandshakesFailed, got.HandshakesStarted)
+	for _, cause := range []error{ike.ErrCertExpired, ike.ErrCertUntrusted, ike.ErrIdentityMismatch, ike.ErrBadSignature} {
+		err := fmt.Errorf("ike: peer: %w", &ike.AuthError{Detail: "test", Err: cause})
+		if got := ike.FailureReason(err); got != ike.ReasonAuthFailed {
+			t.Errorf("%v: reason %q, want %q", cause, got, ike.ReasonAuthFailed)
 		}
+	}
+	if got := ike.FailureReason(errors.New("ike: something else")); got == ike.ReasonAuthFailed {
+		t.Errorf("an unrelated error counted as %q", got)
 	}
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,12 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/goipsec/goipsec/internal/config"
 	"github.com/goipsec/goipsec/internal/interop"
 )
 
@@ -60,18 +55,8 @@ type swCertPair struct {
 	goID, swID string
 }
 
-func (p *swCertPair) goLogged(s string) bool {
-	for _, e := range p.logs.All() {
-		line := e.Message
-		for _, f := range e.Context {
-			line += " " + f.String + fmt.Sprint(f.Interface)
-		}
-		if strings.Contains(line, s) {
-			return true
-		}
-	}
-	return false
-}
+// goLogged reports whether goipsec logged s.
+func (p *swCertPair) goLogged(s string) bool { return logged(p.logs, s) }
 
 func startSWCertPair(t *testing.T, tc swCertCase) *swCertPair {
 	t.Helper()
@@ -152,15 +137,7 @@ tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
 `, tp.LeftAddr, tp.RightAddr, auth, strings.Join(goCerts, ", "), goCert.KeyPKCS8File, idLine(goLocalID), auth, goCA, idLine(goRemoteID),
 		tp.LeftInner, tp.RightInner, start, tp.LeftInner)
-	cfg, err := config.Parse("left", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	p.logs = logs
-	if p.d, err = New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))); err != nil {
-		t.Fatal(err)
-	}
+	p.d, p.logs = newObservedDaemon(t, y)
 	remote := tp.LeftAddr.String()
 	if tc.goInitiates {
 		remote = "%any"
@@ -173,13 +150,7 @@ control: {socket: "-"}
 			Remote: interop.Auth{Auth: auth, ID: swRemoteID, CACerts: []string{swCA}},
 			Children: []interop.Child{{Name: "net", LocalTS: []string{tp.RightInner.String() + "/32"}, RemoteTS: []string{tp.LeftInner.String() + "/32"},
 				ESPProposals: []string{"aes256gcm16"}, Mode: "tunnel"}}}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	if err := tp.Left.Do(func() error { return p.d.Start(ctx) }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.d.Close)
-	go p.d.Serve(ctx)
+	serveIn(t, tp.Left, p.d)
 	if !tc.goInitiates {
 		go p.sw.Initiate("net")
 	}
@@ -227,24 +198,7 @@ func TestIKEStrongSwanCerts(t *testing.T) {
 				}
 			}
 			// TCP through the tunnel, echoed by charon's host.
-			ln, err := p.tp.Right.Listen("tcp", p.tp.RightInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.tp.RightInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
-			}
-			defer c.Close()
+			c := dialEcho(t, p.tp.Right, p.tp.RightInner, p.d, p.sw)
 			data := bytes.Repeat([]byte("certificates "), 5000)
 			go c.Write(data)
 			got := make([]byte, len(data))
@@ -282,17 +236,7 @@ func TestIKEStrongSwanCertsUntrusted(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
-			deadline = time.Now().Add(5 * time.Second)
-			for len(p.d.IKE().IKESAs()) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("goipsec keeps %+v", p.d.IKE().IKESAs())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if in, out := p.d.SAD.Len(); in+out != 0 {
-				t.Errorf("goipsec keeps %d SAs", in+out)
-			}
+			checkNothingKept(t, p.d, p.sw)
 		})
 	}
 }

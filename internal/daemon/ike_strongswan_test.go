@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -98,15 +99,7 @@ func startSWPair(t *testing.T, tc swCase) *swPair {
 tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
 `, goAddr, goSeesSW, tc.ikeGo, p.goInner, p.swInner, tc.espGo, start, rekeyYAML(tc), swPSK, p.goInner)
-	cfg, err := config.Parse("left", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, logs := observer.New(zap.InfoLevel)
-	p.logs = logs
-	if p.d, err = New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))); err != nil {
-		t.Fatal(err)
-	}
+	p.d, p.logs = newObservedDaemon(t, y)
 	p.d.SetIKEKeyHook(func(k ike.KeyMaterial) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -127,15 +120,7 @@ control: {socket: "-"}
 			Local: interop.Auth{Auth: "psk", ID: "right.example"}, Remote: interop.Auth{Auth: "psk", ID: "left.example"},
 			Children: []interop.Child{{Name: "net", LocalTS: []string{p.swInner.String() + "/32"}, RemoteTS: []string{p.goInner.String() + "/32"},
 				ESPProposals: []string{tc.espSW}, Mode: "tunnel", RekeyTime: tc.swChildRekey, LifeTime: 2 * tc.swChildRekey, RandTime: tc.swChildRekey / 10}}}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	// The daemon's sockets are made in its host's namespace; its
-	// goroutines need not run there (netstack mode).
-	if err := p.goNS.Do(func() error { return p.d.Start(ctx) }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.d.Close)
-	go p.d.Serve(ctx)
+	serveIn(t, p.goNS, p.d)
 	if !tc.goInitiates {
 		p.sw.Initiate("net")
 	}
@@ -143,8 +128,59 @@ control: {socket: "-"}
 }
 
 // goLogged reports whether goipsec logged s.
-func (p *swPair) goLogged(s string) bool {
-	for _, e := range p.logs.All() {
+func (p *swPair) goLogged(s string) bool { return logged(p.logs, s) }
+
+// checkNothingKept waits until neither charon nor d holds an IKE SA, and
+// checks that d's SAD is empty.
+func checkNothingKept(t *testing.T, d *Daemon, sw *interop.StrongSwan) {
+	t.Helper()
+	sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.IKE().IKESAs()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("goipsec keeps %+v", d.IKE().IKESAs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if in, out := d.SAD.Len(); in+out != 0 {
+		t.Errorf("goipsec keeps %d SAs", in+out)
+	}
+}
+
+// newObservedDaemon makes a daemon of the YAML configuration y (named
+// left) whose logs, from level info, go to the test's log and to the
+// returned observer.
+func newObservedDaemon(t *testing.T, y string) (*Daemon, *observer.ObservedLogs) {
+	t.Helper()
+	cfg, err := config.Parse("left", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	d, err := New(cfg, zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, logs
+}
+
+// serveIn starts d with its sockets in ns (its goroutines need not run
+// there: netstack mode) and serves it until the test ends.
+func serveIn(t *testing.T, ns *interop.Netns, d *Daemon) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := ns.Do(func() error { return d.Start(ctx) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	go d.Serve(ctx)
+}
+
+// logged reports whether an observed log entry, message and fields,
+// contains s.
+func logged(logs *observer.ObservedLogs, s string) bool {
+	for _, e := range logs.All() {
 		line := e.Message
 		for _, f := range e.Context {
 			line += " " + f.String + fmt.Sprint(f.Interface)
@@ -157,6 +193,35 @@ func (p *swPair) goLogged(s string) bool {
 }
 
 // checkKeys compares goipsec's keys with those charon logged.
+// echoConn is [dialEcho] to strongSwan's inner address.
+func (p *swPair) echoConn(t *testing.T) net.Conn { return dialEcho(t, p.swNS, p.swInner, p.d, p.sw) }
+
+// dialEcho starts a TCP echo server on addr, port 7777, in ns and
+// connects to it from d's netstack, through the tunnel to sw. Listener
+// and connection are closed when the test ends.
+func dialEcho(t *testing.T, ns *interop.Netns, addr netip.Addr, d *Daemon, sw *interop.StrongSwan) net.Conn {
+	t.Helper()
+	ln, err := ns.Listen("tcp", addr.String()+":7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := d.Net.DialContext(ctx, "tcp", addr.String()+":7777")
+	if err != nil {
+		t.Fatalf("dial through the tunnel: %v\n%s", err, sw.LogSummary(60))
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (p *swPair) checkKeys(t *testing.T) {
 	t.Helper()
 	kl := p.sw.MustKeys(t)
@@ -209,23 +274,7 @@ func TestIKEStrongSwan(t *testing.T) {
 			waitChild(t, p.d, true)
 			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
 			// TCP through the tunnel, echoed by Right.
-			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
-			}
+			c := p.echoConn(t)
 			data := bytes.Repeat([]byte("goipsec<->strongSwan "), 10000)
 			go c.Write(data)
 			got := make([]byte, len(data))
@@ -275,17 +324,7 @@ func TestIKEStrongSwanNegative(t *testing.T) {
 				return // INVALID_KE_PAYLOAD and a retry: up
 			}
 			// Neither end keeps anything.
-			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 0 })
-			deadline = time.Now().Add(5 * time.Second)
-			for len(p.d.IKE().IKESAs()) != 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("goipsec keeps %+v", p.d.IKE().IKESAs())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			if in, out := p.d.SAD.Len(); in+out != 0 {
-				t.Errorf("goipsec keeps %d SAs", in+out)
-			}
+			checkNothingKept(t, p.d, p.sw)
 		})
 	}
 }
@@ -314,24 +353,7 @@ func TestIKEStrongSwanRekey(t *testing.T) {
 			p := startSWPair(t, tc)
 			waitChild(t, p.d, true)
 			p.sw.WaitSAs(t, 10*time.Second, func(s []interop.IKESA) bool { return len(s) == 1 && len(s[0].Children) == 1 })
-			ln, err := p.swNS.Listen("tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			c, err := p.d.Net.DialContext(ctx, "tcp", p.swInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, p.sw.LogSummary(60))
-			}
-			defer c.Close()
+			c := p.echoConn(t)
 			chunk := bytes.Repeat([]byte("rekey while traffic flows "), 400)
 			got := make([]byte, len(chunk))
 			end := time.Now().Add(12 * time.Second)

@@ -90,6 +90,14 @@ func startIKEPair(t *testing.T, ikeProp, espProp, pskA, pskB string) *ikeDaemons
 // startDaemons starts b, then a.
 func startDaemons(t *testing.T, a, b ikeTestPeer) *ikeDaemons {
 	t.Helper()
+	return startDaemonsLog(t, a, b, func(name string) *zap.Logger {
+		return zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named(name)
+	})
+}
+
+// startDaemonsLog is startDaemons with the daemons' loggers from newLog.
+func startDaemonsLog(t *testing.T, a, b ikeTestPeer, newLog func(name string) *zap.Logger) *ikeDaemons {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &ikeDaemons{cancel: cancel, keysA: make(chan ike.KeyMaterial, 16)}
 	t.Cleanup(cancel)
@@ -100,8 +108,7 @@ func startDaemons(t *testing.T, a, b ikeTestPeer) *ikeDaemons {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Named(name)
-		d, err := New(cfg, log)
+		d, err := New(cfg, newLog(name))
 		if err != nil {
 			t.Fatal(err)
 		}

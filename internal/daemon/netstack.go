@@ -25,7 +25,7 @@ func (d *Daemon) openNetstack(ctx context.Context) error {
 	}
 	d.dev = dev
 	d.Net = net
-	d.log.Info("userspace network stack up", zap.Stringers("addresses", addrs), zap.Int("mtu", t.MTU))
+	d.log.Named("tun").Info("userspace network stack up", zap.Stringers("addresses", addrs), zap.Int("mtu", t.MTU))
 	return d.startNetstackServices(ctx)
 }
 
@@ -39,7 +39,7 @@ func (d *Daemon) startNetstackServices(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		d.cleanup = append(d.cleanup, func() { s.Close() })
-		d.log.Info("netstack service", zap.String("what", what), zap.Stringer("listen", s.Addr()))
+		d.log.Named("tun").Info("netstack service", zap.String("what", what), zap.Stringer("listen", s.Addr()))
 		return nil
 	}
 	if t.SOCKS5 != "" {

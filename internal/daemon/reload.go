@@ -9,19 +9,28 @@ package daemon
 //     counters and replay state); removed ones lose their SAs and policy;
 //     added ones are installed; changed ones are replaced (removed, then
 //     installed under the same child ID).
-//   - secrets read by no IKE connection, and the daemon section (daemon.user
-//     and daemon.group only take effect at start; the running values stay).
+//   - IKE connections (ike.Manager.Reconfigure): unchanged ones keep their
+//     IKE and Child SAs; removed ones are deleted with the peer (DELETE)
+//     and lose their SAs and trap policies; changed ones (any setting of
+//     the connection or its children, or a secret that may apply to its
+//     identities) are deleted, then started again; added ones are started
+//     per start_action. Secrets are read again, from files and environment
+//     variables too.
+//   - the log levels (log.level, log.levels).
+//   - the daemon section is read, but daemon.user and daemon.group only
+//     take effect at start (the running values stay).
 //
 // What needs a restart, and is refused with an error naming it:
 //   - the tun section (device, addresses, MTU, forwards) and the control
-//     section (control socket, metrics address);
+//     section (control socket, metrics address), the log format;
 //   - the listening sockets: the first connection's local_addrs and
-//     local_port (the NAT-T socket, and plain IKE on port 500);
-//   - in kernel mode, a change of the protected remote networks (the
-//     routes into the TUN device are set up at start);
-//   - IKE connections and their secrets: the IKE Manager cannot yet add,
-//     remove or replace connections while it runs. (A secret read from a
-//     file or environment variable is read at start only.)
+//     local_port (the NAT-T socket, and plain IKE on port 500), and going
+//     from no IKE connection to some or back;
+//   - in kernel mode, a protected remote network that had no route at start
+//     (the routes into the TUN device are set up at start, before
+//     privileges are dropped). A network that is no longer protected keeps
+//     its route into the device, where its packets find no policy and are
+//     dropped (fail closed), and may be protected again by a later reload.
 
 import (
 	"context"
@@ -82,7 +91,14 @@ func (d *Daemon) Apply(cfg *config.Config) error {
 	old := d.cfg
 	next := *cfg
 	next.Daemon = old.Daemon // applied at start only (and --user overrides it)
-	if err := d.restartOnly(old, &next); err != nil {
+	var nextIKE *ikeState
+	if d.ike != nil {
+		var err error
+		if nextIKE, err = newIKE(&next); err != nil { // reads the secrets again
+			return err
+		}
+	}
+	if err := d.restartOnly(old, &next, nextIKE); err != nil {
 		return err
 	}
 	statics, newNames, err := staticChildren(&next)
@@ -152,16 +168,29 @@ func (d *Daemon) Apply(cfg *config.Config) error {
 
 	for _, sc := range remove {
 		if _, ok := names[sc.ID]; !ok {
-			d.log.Info("static child removed", zap.Stringer("name", d.names[sc.ID]), zap.Uint32("child", uint32(sc.ID)))
+			d.log.Named("spd").Info("static child removed", zap.Stringer("name", d.names[sc.ID]), zap.Uint32("child", uint32(sc.ID)))
 		}
 	}
 	for _, sc := range install {
-		d.log.Info("static child installed", zap.Stringer("name", names[sc.ID]), zap.Uint32("child", uint32(sc.ID)),
+		d.log.Named("spd").Info("static child installed", zap.Stringer("name", names[sc.ID]), zap.Uint32("child", uint32(sc.ID)),
 			zap.String("spi_in", fmt.Sprintf("%#x", sc.In.SPI)), zap.String("spi_out", fmt.Sprintf("%#x", sc.Out.SPI)))
 	}
 	list := append(keep, install...)
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	d.statics, d.names, d.cfg = list, names, &next
+	if nextIKE != nil {
+		if m := d.ike.m; m != nil {
+			res, err := m.Reconfigure(nextIKE.cfg)
+			if err != nil {
+				// newIKE validated it: this is a closed Manager.
+				return fmt.Errorf("IKE connections: %w", err)
+			}
+			d.log.Info("IKE connections reloaded", zap.Strings("unchanged", res.Unchanged), zap.Strings("added", res.Added),
+				zap.Strings("changed", res.Changed), zap.Strings("removed", res.Removed))
+		}
+		d.ike.cfg = nextIKE.cfg
+	}
+	d.applyLogLevels(&next)
 	for _, w := range next.Warnings {
 		d.log.Warn(w)
 	}
@@ -230,14 +259,14 @@ func (d *Daemon) checkSPIs(remove, install []*dataplane.StaticChild, names map[s
 func (d *Daemon) removeStatic(id sad.ChildID) {
 	d.SAD.DeleteChild(id)
 	if err := d.SPD.Remove(uint64(id)); err != nil {
-		d.log.Warn("removing a static child's policy", zap.Uint32("child", uint32(id)), zap.Error(err))
+		d.log.Named("spd").Warn("removing a static child's policy", zap.Uint32("child", uint32(id)), zap.Error(err))
 	}
 	d.Engine.RemoveChild(id)
 }
 
-// restartOnly refuses the changes from old to next that a reload cannot
-// apply.
-func (d *Daemon) restartOnly(old, next *config.Config) error {
+// restartOnly refuses the changes from old to next (whose IKE part is
+// nextIKE) that a reload cannot apply.
+func (d *Daemon) restartOnly(old, next *config.Config, nextIKE *ikeState) error {
 	refuse := func(what string) error {
 		return fmt.Errorf("%w: %s changed; restart the daemon to apply it", ErrRestartNeeded, what)
 	}
@@ -250,57 +279,32 @@ func (d *Daemon) restartOnly(old, next *config.Config) error {
 	if listenAddr(old) != listenAddr(next) || hasIKE(old) != hasIKE(next) || plainIKE(old) != plainIKE(next) {
 		return refuse("the listening address or port (the first connection's local_addrs or local_port)")
 	}
-	if !reflect.DeepEqual(ikeView(old), ikeView(next)) {
-		return refuse("an IKE connection or secret (the IKE manager cannot change its connections while it runs yet)")
+	if old.Log.Format != next.Log.Format {
+		return refuse("log.format")
 	}
 	if old.Tun.Mode == "kernel" {
 		statics, _, err := staticChildren(next)
 		if err != nil {
 			return err
 		}
-		o := &Daemon{cfg: old, statics: d.statics, ike: d.ike}
-		n := &Daemon{cfg: next, statics: statics, ike: d.ike}
-		if !sameRoutes(o.protectedRoutes(), n.protectedRoutes()) {
-			return refuse("the remote networks (routes into the TUN device are set at start)")
+		n := &Daemon{cfg: next, statics: statics, ike: nextIKE}
+		if r, ok := newRoute(d.routes, n.protectedRoutes()); ok {
+			return refuse(fmt.Sprintf("the remote networks (%v is new; routes into the TUN device are set at start)", r.prefix))
 		}
 	}
 	return nil
 }
 
-// ikeView is the part of a configuration IKE depends on: the connections
-// with their IKE children (without the static ones) and the secrets.
-func ikeView(cfg *config.Config) any {
-	conns := map[string]config.Connection{}
-	for name, c := range cfg.Connections {
-		cc := *c
-		cc.Children = map[string]*config.Child{}
-		for n, ch := range c.Children {
-			if ch.Manual == nil {
-				cc.Children[n] = ch
-			}
-		}
-		if len(cc.Children) > 0 {
-			conns[name] = cc
+// newRoute returns a route of next that old lacks.
+func newRoute(old, next []protectedRoute) (protectedRoute, bool) {
+	have := map[protectedRoute]bool{}
+	for _, r := range old {
+		have[r] = true
+	}
+	for _, r := range next {
+		if !have[r] {
+			return r, true
 		}
 	}
-	var secrets map[string]*config.Secret
-	if len(conns) > 0 {
-		secrets = cfg.Secrets
-	}
-	return struct {
-		Conns   map[string]config.Connection
-		Secrets map[string]*config.Secret
-	}{conns, secrets}
-}
-
-func sameRoutes(a, b []protectedRoute) bool {
-	key := func(r protectedRoute) string { return r.prefix.String() + " " + r.peer.String() }
-	set := func(rs []protectedRoute) map[string]bool {
-		m := map[string]bool{}
-		for _, r := range rs {
-			m[key(r)] = true
-		}
-		return m
-	}
-	return reflect.DeepEqual(set(a), set(b))
+	return protectedRoute{}, false
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -71,16 +70,8 @@ func (p *proc) ikeSAs(t *testing.T) []map[string]any {
 // ends, and a wrong key fails with AUTHENTICATION_FAILED at both ends.
 func TestIKEUnprivileged(t *testing.T) {
 	needRoot(t, "setpriv")
-	token := "goipsec-ike-" + randHex(8)
-	bulk := randBytes(8 << 20)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, token) })
-	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) { w.Write(bulk) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(t, "listen", err)
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	web := newWebServer(t, "goipsec-ike-", 8<<20)
+	token, bulk := web.token, web.bulk
 
 	for _, tc := range []struct {
 		name, ike, esp string
@@ -97,7 +88,7 @@ func TestIKEUnprivileged(t *testing.T) {
 				start: "none", tunAddr: "10.8.0.1/24", extra: fmt.Sprintf("  socks5: 127.0.0.1:%d\n", socks)}
 			pb := ikePeer{localPort: portB, remotePort: portA, localID: "b.example.org", remoteID: "a.example.org",
 				psk: "e2e secret", proposals: tc.ike, esp: tc.esp, localTS: "10.8.0.2/32", remoteTS: "10.8.0.1/32",
-				start: "none", tunAddr: "10.8.0.2/24", extra: fmt.Sprintf("  expose:\n    - {port: 80, to: %s, proto: tcp}\n", ln.Addr())}
+				start: "none", tunAddr: "10.8.0.2/24", extra: fmt.Sprintf("  expose:\n    - {port: 80, to: %s, proto: tcp}\n", web.addr)}
 			da := runDaemon(t, "goipsec-a", nil, pa.yaml(), nobody)
 			db := runDaemon(t, "goipsec-b", nil, pb.yaml(), nobody)
 			checkUnprivileged(t, da)

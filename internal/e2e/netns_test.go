@@ -4,50 +4,66 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
-	"runtime"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/goipsec/goipsec/internal/netlab"
 )
 
-// netns is a network namespace made with ip netns add, deleted (with its
-// interfaces, routes, nftables and conntrack state) when the test ends.
+// netnsPrefix starts this package's namespace names:
+// ge2e-PID-RUNID-NROLE, so that [netlab.SweepStale] finds those of a run
+// that was killed. (It is not the gie2e of the names without a PID, so
+// that a sweep never takes one of those for a dead run's.)
+const netnsPrefix = "ge2e"
+
+// netns is a network namespace (a [netlab.Netns]) deleted, with what runs
+// in it, its interfaces, routes, nftables and conntrack state, when the
+// test ends.
 type netns struct {
 	name string
+	nl   *netlab.Netns
 }
 
-var nsCounter atomic.Int32
+var (
+	nsCounter atomic.Int32
+	sweepOnce sync.Once
+)
 
 // newNetns makes a namespace with a name unique to this run, loopback up.
+// The first one of the run sweeps those that killed runs left behind.
 func newNetns(t *testing.T, role string) *netns {
 	t.Helper()
-	n := &netns{name: fmt.Sprintf("gie2e-%s-%d%s", runID, nsCounter.Add(1), role)}
-	run(t, "ip", "netns", "add", n.name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", n.name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", n.name, err, out)
+	sweepOnce.Do(func() {
+		swept, err := netlab.SweepStale(netnsPrefix)
+		if len(swept) > 0 || err != nil {
+			t.Logf("deleted stale namespaces %v (%v)", swept, err)
 		}
 	})
-	n.ip(t, "link", "set", "lo", "up")
-	return n
+	name := fmt.Sprintf("%s-%d-%s-%d%s", netnsPrefix, os.Getpid(), runID, nsCounter.Add(1), role)
+	nl, err := netlab.NewNetns(name, role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := nl.Destroy(); err != nil {
+			t.Errorf("deleting namespace %s: %v", name, err)
+		}
+	})
+	return &netns{name: name, nl: nl}
 }
 
 // run runs a command and fails the test if it fails; it returns stdout.
 func run(t *testing.T, argv ...string) string {
 	t.Helper()
-	out, err := exec.Command(argv[0], argv[1:]...).Output()
+	out, err := netlab.Run(argv...)
 	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = string(ee.Stderr)
-		}
-		t.Fatalf("%s: %v\n%s%s", strings.Join(argv, " "), err, out, msg)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // ip runs ip -n NS ARGS.
@@ -63,9 +79,7 @@ func (n *netns) exec(t *testing.T, argv ...string) string {
 }
 
 // cmdline is argv run inside the namespace.
-func (n *netns) cmdline(argv ...string) []string {
-	return append([]string{"ip", "netns", "exec", n.name}, argv...)
-}
+func (n *netns) cmdline(argv ...string) []string { return n.nl.Cmdline(argv...) }
 
 // sysctl sets a sysctl in the namespace.
 func (n *netns) sysctl(t *testing.T, kv string) {
@@ -75,94 +89,36 @@ func (n *netns) sysctl(t *testing.T, kv string) {
 
 // veth joins a and b with a veth pair named ifa (in a) and ifb (in b),
 // gives each end its addresses (IPv6 without duplicate address detection)
-// and brings both up.
+// and brings both up ([netlab.Link]).
 func veth(t *testing.T, a *netns, ifa string, addrsA []string, b *netns, ifb string, addrsB []string) {
 	t.Helper()
-	run(t, "ip", "link", "add", ifa, "netns", a.name, "type", "veth", "peer", "name", ifb, "netns", b.name)
-	for _, side := range []struct {
-		ns    *netns
-		dev   string
-		addrs []string
-	}{{a, ifa, addrsA}, {b, ifb, addrsB}} {
-		for _, addr := range side.addrs {
-			args := []string{"addr", "add", addr, "dev", side.dev}
-			if strings.Contains(addr, ":") {
-				args = append(args, "nodad")
-			}
-			side.ns.ip(t, args...)
-		}
-		side.ns.ip(t, "link", "set", side.dev, "up")
+	if err := netlab.Link(a.nl, ifa, addrsA, b.nl, ifb, addrsB); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // do runs fn on an OS thread switched into the namespace. Sockets fn
 // creates stay in the namespace for their whole life, whatever thread later
 // uses them.
-func (n *netns) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns: %w", err)
-			return
-		}
-		defer unix.Close(orig)
-		target, err := unix.Open("/run/netns/"+n.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns %s: %w", n.name, err)
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: it ends with this goroutine
-			// rather than serve others in the wrong namespace.
-			errc <- fmt.Errorf("setns back from %s: %w", n.name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func (n *netns) do(fn func() error) error { return n.nl.Do(fn) }
 
 // listen opens a listener inside the namespace.
 func (n *netns) listen(network, addr string) (net.Listener, error) {
-	var l net.Listener
-	err := n.do(func() (err error) {
-		l, err = net.Listen(network, addr)
-		return err
-	})
-	return l, err
+	return n.nl.Listen(network, addr)
 }
 
 // dial connects from inside the namespace.
 func (n *netns) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := n.do(func() (err error) {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		var d net.Dialer
-		c, err = d.DialContext(ctx, network, addr)
-		return err
-	})
-	return c, err
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return n.nl.Dial(ctx, &net.Dialer{}, network, addr)
 }
 
 // ping sends count echo requests to addr from inside the namespace and
 // returns ping's output and whether every reply came back.
 func (n *netns) ping(addr string, count int) (string, bool) {
-	argv := n.cmdline("ping", "-n", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", addr)
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-	return string(out), err == nil && strings.Contains(string(out), fmt.Sprintf("%d received", count))
+	out, err := n.nl.Ping("", addr, count)
+	return out, err == nil
 }
 
 // execCommand is exec.Command on an argv.

@@ -1,75 +1,59 @@
 package e2e
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goipsec/goipsec/internal/netlab"
 )
 
-// syncBuffer is a bytes.Buffer safe for a process's output and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// proc is a background process in its own process group, stopped when the
-// test ends; its output is printed if the test failed.
+// proc is a background process (a [netlab.Proc]: own process group,
+// output captured) stopped when the test ends; its output is printed if
+// the test failed.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  syncBuffer
-	done chan struct{}
-	err  error // once done is closed
+	// out is the output so far (out.String()), all of it: the race and
+	// panic check at cleanup reads it whole.
+	out output
+	p   *netlab.Proc
 	// socket is a daemon's control socket.
 	socket string
 }
+
+// output is a process's captured output.
+type output struct{ p *netlab.Proc }
+
+// String is the output so far.
+func (o output) String() string { return o.p.Output() }
 
 // start runs argv in the background. The process (and its group) is
 // stopped at cleanup, and its output is logged when the test has failed or
 // when it shows a data race or a panic (which fail the test).
 func start(t *testing.T, name string, argv ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(argv[0], argv[1:]...)
-	p.cmd.Stdout = &p.out
-	p.cmd.Stderr = &p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("%s: starting %s: %v", name, strings.Join(argv, " "), err)
+	np, err := netlab.StartProcLimit(name, nil, -1, argv...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
+	p := &proc{name: name, cmd: np.Cmd, out: output{np}, p: np}
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM, 5*time.Second)
-		log := p.out.String()
+		log := np.Output()
 		bad := strings.Contains(log, "WARNING: DATA RACE") || strings.Contains(log, "panic:")
 		if bad {
 			t.Errorf("%s: data race or panic in its output", name)
 		}
 		if t.Failed() || bad {
-			t.Logf("---- %s (%s; %v) output:\n%s", name, strings.Join(argv, " "), p.err, log)
+			t.Logf("---- %s (%s; %v) output:\n%s", name, strings.Join(argv, " "), np.Err(), log)
 		}
 	})
 	return p
@@ -77,45 +61,17 @@ func start(t *testing.T, name string, argv ...string) *proc {
 
 // stop signals the process group and waits for the process, then kills
 // the group if it is still there after wait.
-func (p *proc) stop(sig syscall.Signal, wait time.Duration) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	syscall.Kill(-p.cmd.Process.Pid, sig)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(wait):
-	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	<-p.done
-}
+func (p *proc) stop(sig syscall.Signal, wait time.Duration) { p.p.Stop(sig, wait) }
 
 // exited reports whether the process has ended.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.p.Exited() }
 
 // waitFor waits until the output contains s; it fails the test if the
 // process ends first or timeout passes.
 func (p *proc) waitFor(t *testing.T, s string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.out.String(), s) {
-		if p.exited() {
-			t.Fatalf("%s ended (%v) before printing %q:\n%s", p.name, p.err, s, p.out.String())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %q after %v:\n%s", p.name, s, timeout, p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := p.p.WaitFor(context.Background(), s, timeout); err != nil {
+		t.Fatalf("%v:\n%s", err, p.p.Output())
 	}
 }
 

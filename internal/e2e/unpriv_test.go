@@ -26,16 +26,8 @@ const nobody = 65534
 // server's body, and a 32 MiB download arrives intact.
 func TestUnprivileged(t *testing.T) {
 	needRoot(t, "setpriv")
-	token := "goipsec-e2e-" + randHex(8)
-	bulk := randBytes(32 << 20)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, token) })
-	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) { w.Write(bulk) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(t, "listen", err)
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	web := newWebServer(t, "goipsec-e2e-", 32<<20)
+	token, bulk := web.token, web.bulk
 
 	espA, espB := freePort(t, "udp"), freePort(t, "udp")
 	socks, fwd := freePort(t, "tcp"), freePort(t, "tcp")
@@ -47,7 +39,7 @@ func TestUnprivileged(t *testing.T) {
 	pb := peer{local: "127.0.0.1", remote: "127.0.0.1", localPort: espB, remotePort: espA, mode: "tunnel",
 		localTS: []string{"10.7.0.2"}, remoteTS: []string{"10.7.0.1"}, in: ab, out: ba,
 		tunMode: "netstack", tunAddrs: []string{"10.7.0.2/24"},
-		extra: fmt.Sprintf("  expose:\n    - {port: 80, to: %s, proto: tcp}\n", ln.Addr())}
+		extra: fmt.Sprintf("  expose:\n    - {port: 80, to: %s, proto: tcp}\n", web.addr)}
 	da := runDaemon(t, "goipsec-a", nil, pa.yaml(), nobody)
 	db := runDaemon(t, "goipsec-b", nil, pb.yaml(), nobody)
 	for _, p := range []*proc{da, db} {
@@ -136,4 +128,29 @@ func checkUnprivileged(t *testing.T, p *proc) {
 		}
 	}
 	t.Logf("%s (pid %d): uid %s, CapEff %s, CapBnd %s, NoNewPrivs %s", p.name, p.cmd.Process.Pid, got["Uid"], got["CapEff"], got["CapBnd"], got["NoNewPrivs"])
+}
+
+// webServer is an HTTP server on the test's loopback that serves /hello
+// (a random token) and /bulk (random bytes), closed when the test ends.
+type webServer struct {
+	addr  net.Addr
+	token string
+	bulk  []byte
+}
+
+// newWebServer starts a webServer whose token starts with prefix and
+// whose bulk body is size bytes.
+func newWebServer(t *testing.T, prefix string, size int) *webServer {
+	t.Helper()
+	s := &webServer{token: prefix + randHex(8), bulk: randBytes(size)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, s.token) })
+	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) { w.Write(s.bulk) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	check(t, "listen", err)
+	s.addr = ln.Addr()
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
 }

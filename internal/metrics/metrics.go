@@ -1,7 +1,8 @@
 // Package metrics exports goipsec's counters to Prometheus: per-SA traffic
-// and drops, the dataplane's counters and (once IKE feeds them) IKE
-// statistics, all read at scrape time from the daemon's control.Backend,
-// never from the packet path.
+// and drops, the dataplane's counters and the IKE SAs by state, read at
+// scrape time from the daemon's control.Backend (never from the packet
+// path), and IKE's events (handshakes, rekeys, dead peers), counted as
+// they happen by IKECounters, an ike.Observer.
 package metrics
 
 import (
@@ -20,22 +21,11 @@ import (
 	"github.com/goipsec/goipsec/internal/control"
 )
 
-// IKEStats are the IKE daemon's statistics, as the IKE code will report
-// them.
+// IKEStats are the IKE daemon's statistics read at scrape time.
 type IKEStats struct {
 	// SAs counts the IKE SAs by state (e.g. "connecting", "established",
-	// "rekeying", "deleting").
+	// "deleting").
 	SAs map[string]int
-	// HandshakesStarted and HandshakesCompleted count IKE_SA_INIT exchanges
-	// begun and IKE SAs established.
-	HandshakesStarted, HandshakesCompleted uint64
-	// HandshakesFailed counts failed handshakes by reason (e.g. "timeout",
-	// "auth", "no_proposal").
-	HandshakesFailed map[string]uint64
-	// Rekeys counts completed rekeys by kind ("ike" or "child").
-	Rekeys map[string]uint64
-	// DPDFailures counts peers declared dead by dead peer detection.
-	DPDFailures uint64
 	// Fragments counts IKE fragments (RFC 7383) by event: "sent",
 	// "received" (authentic) and "rejected"; Reassembled counts the
 	// messages reassembled from them.
@@ -50,8 +40,10 @@ type IKESource interface {
 
 // Options are the optional sources of a Collector.
 type Options struct {
-	// IKE, if set, adds the goipsec_ike_* metrics.
+	// IKE, if set, adds goipsec_ike_sas.
 	IKE IKESource
+	// IKECounters, if set, adds the IKE event counters.
+	IKECounters *IKECounters
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -73,12 +65,8 @@ var (
 	descDPDrops   = desc("dataplane_drops_total", "Packets the dataplane dropped, by reason (SA drops are in goipsec_sa_drops_total).", "reason")
 	descDPErrors  = desc("dataplane_errors_total", "Socket errors of the dataplane, by operation.", "op")
 
-	descIKESAs       = desc("ike_sas", "IKE SAs, by state.", "state")
-	descIKEStarted   = desc("ike_handshakes_started_total", "IKE handshakes started.")
-	descIKECompleted = desc("ike_handshakes_completed_total", "IKE handshakes that established an IKE SA.")
-	descIKEFailed    = desc("ike_handshakes_failed_total", "IKE handshakes that failed, by reason.", "reason")
-	descIKERekeys    = desc("ike_rekeys_total", "Rekeys completed, by kind (ike or child).", "kind")
-	descDPDFailures  = desc("ike_dpd_failures_total", "Peers declared dead by dead peer detection.")
+	descKeepalives = desc("natt_keepalives_total", "NAT-T keepalives (RFC 3948), by direction (sent or received).", "direction")
+	descIKESAs     = desc("ike_sas", "IKE SAs, by state.", "state")
 
 	descIKEFragments   = desc("ike_fragments_total", "IKE fragments (RFC 7383), by event (sent, received, rejected).", "event")
 	descIKEReassembled = desc("ike_reassembled_messages_total", "IKE messages reassembled from fragments.")
@@ -88,24 +76,27 @@ var (
 type Collector struct {
 	b   control.Backend
 	ike IKESource
+	ctr *IKECounters
 }
 
 // New returns a collector over b.
 func New(b control.Backend, opts Options) *Collector {
-	return &Collector{b: b, ike: opts.IKE}
+	return &Collector{b: b, ike: opts.IKE, ctr: opts.IKECounters}
 }
 
 // Describe sends the descriptions of the metrics c exports.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descStartTime, descSAs, descSAPackets, descSABytes, descSADrops,
-		descDPPackets, descDPBytes, descDPDrops, descDPErrors} {
+		descDPPackets, descDPBytes, descDPDrops, descDPErrors, descKeepalives} {
 		ch <- d
 	}
 	if c.ike != nil {
-		for _, d := range []*prometheus.Desc{descIKESAs, descIKEStarted, descIKECompleted, descIKEFailed, descIKERekeys, descDPDFailures,
-			descIKEFragments, descIKEReassembled} {
-			ch <- d
-		}
+		ch <- descIKESAs
+		ch <- descIKEFragments
+		ch <- descIKEReassembled
+	}
+	if c.ctr != nil {
+		c.ctr.Describe(ch)
 	}
 }
 
@@ -160,25 +151,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descDPErrors, d.SendErrors, "send")
 	counter(descDPErrors, d.RecvErrors, "receive")
+	counter(descKeepalives, d.KeepalivesTx, "sent")
+	counter(descKeepalives, d.KeepalivesRx, "received")
 
 	if c.ike != nil {
 		s := c.ike.IKEStats()
 		for state, v := range s.SAs {
 			gauge(descIKESAs, float64(v), state)
 		}
-		counter(descIKEStarted, s.HandshakesStarted)
-		counter(descIKECompleted, s.HandshakesCompleted)
-		for reason, v := range s.HandshakesFailed {
-			counter(descIKEFailed, v, reason)
-		}
-		for kind, v := range s.Rekeys {
-			counter(descIKERekeys, v, kind)
-		}
-		counter(descDPDFailures, s.DPDFailures)
 		for event, v := range s.Fragments {
 			counter(descIKEFragments, v, event)
 		}
 		counter(descIKEReassembled, s.Reassembled)
+	}
+	if c.ctr != nil {
+		c.ctr.Collect(ch)
 	}
 }
 

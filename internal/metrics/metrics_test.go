@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/control"
 )
 
@@ -168,42 +169,63 @@ goipsec_sas{direction="out"} 0
 type fakeIKE struct{}
 
 func (fakeIKE) IKEStats() IKEStats {
-	return IKEStats{
-		SAs:                 map[string]int{"established": 2, "connecting": 1},
-		HandshakesStarted:   5,
-		HandshakesCompleted: 3,
-		HandshakesFailed:    map[string]uint64{"timeout": 1, "auth": 1},
-		Rekeys:              map[string]uint64{"ike": 1, "child": 4},
-		DPDFailures:         2,
-		Fragments:           map[string]uint64{"sent": 7, "received": 6, "rejected": 1},
-		Reassembled:         2,
-	}
+	return IKEStats{SAs: map[string]int{"established": 2, "connecting": 1},
+		Fragments: map[string]uint64{"sent": 7, "received": 6, "rejected": 1}, Reassembled: 2}
 }
 
 func TestIKE(t *testing.T) {
-	c := New(newFake(), Options{IKE: fakeIKE{}})
+	ctr := NewIKECounters()
+	c := New(newFake(), Options{IKE: fakeIKE{}, IKECounters: ctr})
+	// What an IKE Manager would report: two handshakes started as
+	// initiator, one as responder; a wrong key; a retry; rekeys; a dead
+	// peer; a refused child.
+	ctr.HandshakeStarted(true)
+	ctr.HandshakeStarted(true)
+	ctr.HandshakeStarted(false)
+	ctr.HandshakeCompleted(true)
+	ctr.HandshakeCompleted(false)
+	ctr.HandshakeFailed(true, ike.FailureReason(&ike.AuthError{}))
+	ctr.HandshakeRetried(ike.ReasonInvalidKE)
+	ctr.ChildSAFailed(false, ike.ReasonTSUnacceptable)
+	ctr.Rekeyed(ike.RekeyChild, true)
+	ctr.Rekeyed(ike.RekeyChild, true)
+	ctr.Rekeyed(ike.RekeyIKE, false)
+	ctr.PeerDead()
 	want := `
 # HELP goipsec_ike_sas IKE SAs, by state.
 # TYPE goipsec_ike_sas gauge
 goipsec_ike_sas{state="connecting"} 1
 goipsec_ike_sas{state="established"} 2
-# HELP goipsec_ike_handshakes_started_total IKE handshakes started.
+# HELP goipsec_ike_handshakes_started_total IKE handshakes (IKE_SA_INIT and IKE_AUTH) started, by our role (initiator or responder).
 # TYPE goipsec_ike_handshakes_started_total counter
-goipsec_ike_handshakes_started_total 5
-# HELP goipsec_ike_handshakes_completed_total IKE handshakes that established an IKE SA.
+goipsec_ike_handshakes_started_total{role="initiator"} 2
+goipsec_ike_handshakes_started_total{role="responder"} 1
+# HELP goipsec_ike_handshakes_completed_total IKE handshakes that established an IKE SA, by our role.
 # TYPE goipsec_ike_handshakes_completed_total counter
-goipsec_ike_handshakes_completed_total 3
-# HELP goipsec_ike_handshakes_failed_total IKE handshakes that failed, by reason.
+goipsec_ike_handshakes_completed_total{role="initiator"} 1
+goipsec_ike_handshakes_completed_total{role="responder"} 1
+# HELP goipsec_ike_handshakes_failed_total IKE handshakes that failed, by our role and reason (authentication_failed, no_proposal_chosen, invalid_ke_payload, invalid_syntax, timeout, aborted, peer_error, other).
 # TYPE goipsec_ike_handshakes_failed_total counter
-goipsec_ike_handshakes_failed_total{reason="auth"} 1
-goipsec_ike_handshakes_failed_total{reason="timeout"} 1
-# HELP goipsec_ike_rekeys_total Rekeys completed, by kind (ike or child).
+goipsec_ike_handshakes_failed_total{reason="authentication_failed",role="initiator"} 1
+# HELP goipsec_ike_handshake_retries_total IKE_SA_INIT requests sent again because the responder asked for another key exchange (invalid_ke_payload) or a cookie.
+# TYPE goipsec_ike_handshake_retries_total counter
+goipsec_ike_handshake_retries_total{reason="invalid_ke_payload"} 1
+# HELP goipsec_ike_child_sa_failures_total Child SA negotiations that failed on an IKE SA that stays, by our role and reason (ts_unacceptable, no_proposal_chosen, ...).
+# TYPE goipsec_ike_child_sa_failures_total counter
+goipsec_ike_child_sa_failures_total{reason="ts_unacceptable",role="responder"} 1
+# HELP goipsec_ike_rekeys_total Rekeys completed, by kind (ike or child) and our role (initiator or responder); a rekey collision counts both SAs made.
 # TYPE goipsec_ike_rekeys_total counter
-goipsec_ike_rekeys_total{kind="child"} 4
-goipsec_ike_rekeys_total{kind="ike"} 1
-# HELP goipsec_ike_dpd_failures_total Peers declared dead by dead peer detection.
+goipsec_ike_rekeys_total{kind="child",role="initiator"} 2
+goipsec_ike_rekeys_total{kind="child",role="responder"} 0
+goipsec_ike_rekeys_total{kind="ike",role="initiator"} 0
+goipsec_ike_rekeys_total{kind="ike",role="responder"} 1
+# HELP goipsec_ike_dpd_failures_total Peers declared dead (no answer to a liveness check or another request of an established IKE SA); their SAs were deleted.
 # TYPE goipsec_ike_dpd_failures_total counter
-goipsec_ike_dpd_failures_total 2
+goipsec_ike_dpd_failures_total 1
+# HELP goipsec_natt_keepalives_total NAT-T keepalives (RFC 3948), by direction (sent or received).
+# TYPE goipsec_natt_keepalives_total counter
+goipsec_natt_keepalives_total{direction="received"} 3
+goipsec_natt_keepalives_total{direction="sent"} 4
 # HELP goipsec_ike_fragments_total IKE fragments (RFC 7383), by event (sent, received, rejected).
 # TYPE goipsec_ike_fragments_total counter
 goipsec_ike_fragments_total{event="received"} 6
@@ -214,8 +236,9 @@ goipsec_ike_fragments_total{event="sent"} 7
 goipsec_ike_reassembled_messages_total 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "goipsec_ike_sas", "goipsec_ike_handshakes_started_total",
-		"goipsec_ike_handshakes_completed_total", "goipsec_ike_handshakes_failed_total", "goipsec_ike_rekeys_total",
-		"goipsec_ike_dpd_failures_total", "goipsec_ike_fragments_total", "goipsec_ike_reassembled_messages_total"); err != nil {
+		"goipsec_ike_handshakes_completed_total", "goipsec_ike_handshakes_failed_total", "goipsec_ike_handshake_retries_total",
+		"goipsec_ike_child_sa_failures_total", "goipsec_ike_rekeys_total", "goipsec_ike_dpd_failures_total",
+		"goipsec_natt_keepalives_total", "goipsec_ike_fragments_total", "goipsec_ike_reassembled_messages_total"); err != nil {
 		t.Error(err)
 	}
 	if problems, _ := testutil.CollectAndLint(c); len(problems) != 0 {

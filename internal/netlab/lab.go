@@ -107,58 +107,21 @@ func (l *Lab) TempDir(pattern string) (string, error) {
 	return dir, nil
 }
 
-// Netns makes a network namespace PREFIX-PID-ID-ROLE with loopback up and
-// IPv6 duplicate address detection off. It is deleted when the lab closes,
-// after whatever still runs inside is killed.
+// Netns makes a network namespace PREFIX-PID-ID-ROLE (see [NewNetns]). It
+// is deleted when the lab closes, after whatever still runs inside is
+// killed.
 func (l *Lab) Netns(role string) (*Netns, error) {
-	n := &Netns{Name: fmt.Sprintf("%s-%d-%s-%s", l.Prefix, os.Getpid(), l.ID, role), Role: role}
-	if len(n.Name) > 64 {
-		return nil, fmt.Errorf("netlab: namespace name %q too long", n.Name)
-	}
-	if _, err := Run("ip", "netns", "add", n.Name); err != nil {
+	n, err := NewNetns(fmt.Sprintf("%s-%d-%s-%s", l.Prefix, os.Getpid(), l.ID, role), role)
+	if err != nil {
 		return nil, err
 	}
 	l.Defer(n.Destroy)
-	if err := n.IP("link", "set", "lo", "up"); err != nil {
-		return nil, err
-	}
-	err := n.Do(func() error {
-		for _, f := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
-			if err := os.WriteFile(f, []byte("0"), 0o644); err != nil && !os.IsNotExist(err) {
-				return err
-			}
-		}
-		return nil
-	})
-	return n, err
+	return n, nil
 }
 
-// Link joins a and b with a veth pair: ifa in a with addrsA, ifb in b with
-// addrsB (CIDR; IPv6 without duplicate address detection), both up.
-// Interface names are at most 15 bytes; they are made unique by the
-// caller (the pair is created from the root namespace).
+// Link joins a and b with a veth pair (see the function [Link]).
 func (l *Lab) Link(a *Netns, ifa string, addrsA []string, b *Netns, ifb string, addrsB []string) error {
-	if len(ifa) > 15 || len(ifb) > 15 {
-		return fmt.Errorf("netlab: interface names %q, %q: at most 15 bytes", ifa, ifb)
-	}
-	if _, err := Run("ip", "link", "add", ifa, "netns", a.Name, "type", "veth", "peer", "name", ifb, "netns", b.Name); err != nil {
-		return err
-	}
-	for _, s := range []struct {
-		ns    *Netns
-		dev   string
-		addrs []string
-	}{{a, ifa, addrsA}, {b, ifb, addrsB}} {
-		for _, addr := range s.addrs {
-			if err := s.ns.AddAddr(s.dev, addr); err != nil {
-				return err
-			}
-		}
-		if err := s.ns.IP("link", "set", s.dev, "up"); err != nil {
-			return err
-		}
-	}
-	return nil
+	return Link(a, ifa, addrsA, b, ifb, addrsB)
 }
 
 // Start runs argv in the background (see [StartProc]); the lab stops it
@@ -175,7 +138,87 @@ func (l *Lab) Start(name string, env []string, wait time.Duration, argv ...strin
 	return p, nil
 }
 
-// Netns is a network namespace made by [Lab.Netns].
+// NewNetns makes the network namespace name (ip netns add) with loopback
+// up and IPv6 duplicate address detection off (a tentative link-local
+// address stalls neighbour discovery for a second). The caller deletes it
+// with [Netns.Destroy]; if NewNetns fails, nothing is left behind.
+func NewNetns(name, role string) (*Netns, error) {
+	n := &Netns{Name: name, Role: role}
+	if len(name) > 64 {
+		return nil, fmt.Errorf("netlab: namespace name %q too long", name)
+	}
+	if _, err := Run("ip", "netns", "add", name); err != nil {
+		return nil, err
+	}
+	err := n.IP("link", "set", "lo", "up")
+	if err == nil {
+		err = n.Do(func() error {
+			for _, f := range []string{"/proc/sys/net/ipv6/conf/all/accept_dad", "/proc/sys/net/ipv6/conf/default/accept_dad"} {
+				if err := os.WriteFile(f, []byte("0"), 0o644); err != nil && !os.IsNotExist(err) {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("netlab: setting up %s: %w", name, err), n.Destroy())
+	}
+	return n, nil
+}
+
+// Link joins a and b with a veth pair: ifa in a with addrsA, ifb in b with
+// addrsB (CIDR; IPv6 without duplicate address detection), both up. Each
+// side's IPv6 neighbours on the link are entered statically: neighbour
+// discovery on a fresh veth loses its first second. Interface names are
+// at most 15 bytes and unique in the root namespace, where the pair is
+// created.
+func Link(a *Netns, ifa string, addrsA []string, b *Netns, ifb string, addrsB []string) error {
+	if len(ifa) > 15 || len(ifb) > 15 {
+		return fmt.Errorf("netlab: interface names %q, %q: at most 15 bytes", ifa, ifb)
+	}
+	if _, err := Run("ip", "link", "add", ifa, "netns", a.Name, "type", "veth", "peer", "name", ifb, "netns", b.Name); err != nil {
+		return err
+	}
+	type side struct {
+		ns    *Netns
+		dev   string
+		addrs []string
+	}
+	sides := []side{{a, ifa, addrsA}, {b, ifb, addrsB}}
+	for _, s := range sides {
+		for _, addr := range s.addrs {
+			if err := s.ns.AddAddr(s.dev, addr); err != nil {
+				return err
+			}
+		}
+		if err := s.ns.IP("link", "set", s.dev, "up"); err != nil {
+			return err
+		}
+	}
+	for i, s := range sides {
+		peer := sides[1-i]
+		var mac string
+		for _, addr := range peer.addrs {
+			if !strings.Contains(addr, ":") {
+				continue
+			}
+			if mac == "" {
+				var err error
+				if mac, err = peer.ns.MAC(peer.dev); err != nil {
+					return err
+				}
+			}
+			ip, _, _ := strings.Cut(addr, "/")
+			if err := s.ns.IP("-6", "neigh", "replace", ip, "lladdr", mac, "dev", s.dev, "nud", "permanent"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Netns is a network namespace made by [Lab.Netns] or [NewNetns].
 type Netns struct {
 	// Name is the name for ip netns (/run/netns/NAME).
 	Name string
@@ -387,17 +430,54 @@ func RunEnv(env []string, stdin string, argv ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// MTU is the MTU of dev in the namespace.
-func (n *Netns) MTU(dev string) (int, error) {
+// linkShow is ip -j link show dev DEV in the namespace.
+type linkShow struct {
+	MTU     int    `json:"mtu"`
+	Address string `json:"address"`
+}
+
+func (n *Netns) link(dev string) (linkShow, error) {
 	out, err := Run("ip", "-n", n.Name, "-j", "link", "show", "dev", dev)
 	if err != nil {
-		return 0, err
+		return linkShow{}, err
 	}
-	var links []struct {
-		MTU int `json:"mtu"`
-	}
+	var links []linkShow
 	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		return 0, fmt.Errorf("ip -j link show dev %s in %s: %v: %s", dev, n.Name, err, out)
+		return linkShow{}, fmt.Errorf("ip -j link show dev %s in %s: %v: %s", dev, n.Name, err, out)
 	}
-	return links[0].MTU, nil
+	return links[0], nil
+}
+
+// MTU is the MTU of dev in the namespace.
+func (n *Netns) MTU(dev string) (int, error) {
+	l, err := n.link(dev)
+	return l.MTU, err
+}
+
+// MAC is the link-layer address of dev in the namespace.
+func (n *Netns) MAC(dev string) (string, error) {
+	l, err := n.link(dev)
+	return l.Address, err
+}
+
+// Ping sends count ICMP echo requests from src (an address of the
+// namespace; "" for the kernel's choice) to dst, 0.2 s apart, and returns
+// ping's output, and nil if every reply came back.
+func (n *Netns) Ping(src, dst string, count int) (string, error) {
+	argv := []string{"ping", "-n", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "2"}
+	if strings.Contains(dst, ":") {
+		argv = append(argv, "-6")
+	}
+	if src != "" {
+		argv = append(argv, "-I", src)
+	}
+	argv = n.Cmdline(append(argv, dst)...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err == nil && !strings.Contains(string(out), fmt.Sprintf(" %d received", count)) {
+		err = errors.New("not every reply came back")
+	}
+	if err != nil {
+		return string(out), fmt.Errorf("ping %s -> %s in %s: %w", src, dst, n.Name, err)
+	}
+	return string(out), nil
 }

@@ -4,6 +4,7 @@ package netlab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -51,6 +52,17 @@ func TestHeadTail(t *testing.T) {
 	}
 }
 
+func TestHeadTailUnlimited(t *testing.T) {
+	b := headTail{limit: -1}
+	chunk := strings.Repeat("y", 1000) + "\n"
+	for range 300 {
+		io.WriteString(&b, chunk)
+	}
+	if s := b.String(); s != strings.Repeat(chunk, 300) {
+		t.Errorf("kept %d bytes of %d", len(s), 300*len(chunk))
+	}
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
 	if err := Check(); err != nil {
@@ -80,8 +92,24 @@ func TestLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.Link(a, "nlt"+lab.ID+"a", []string{"198.18.0.1/24"}, b, "nlt"+lab.ID+"b", []string{"198.18.0.2/24"}); err != nil {
+	if err := lab.Link(a, "nlt"+lab.ID+"a", []string{"198.18.0.1/24", "2001:db8:18::1/64"}, b, "nlt"+lab.ID+"b", []string{"198.18.0.2/24", "2001:db8:18::2/64"}); err != nil {
 		t.Fatal(err)
+	}
+	// b's IPv6 address is a permanent neighbour of a, with b's MAC.
+	macB, err := b.MAC("nlt" + lab.ID + "b")
+	if err != nil || len(macB) != len("00:00:00:00:00:00") {
+		t.Fatalf("MAC = %q, %v", macB, err)
+	}
+	if neigh, err := a.Output("ip", "-6", "neigh", "show", "2001:db8:18::2"); err != nil || !strings.Contains(neigh, macB) || !strings.Contains(neigh, "PERMANENT") {
+		t.Errorf("neighbour entry %q (%v), want %s PERMANENT", neigh, err, macB)
+	}
+	for _, dst := range []string{"198.18.0.2", "2001:db8:18::2"} {
+		if out, err := a.Ping("", dst, 1); err != nil {
+			t.Errorf("ping %s: %v\n%s", dst, err, out)
+		}
+	}
+	if out, err := a.Ping("", "198.18.0.3", 1); err == nil {
+		t.Errorf("ping to an address nobody has succeeded:\n%s", out)
 	}
 	if mtu, err := a.MTU("nlt" + lab.ID + "a"); err != nil || mtu != 1500 {
 		t.Errorf("MTU = %d, %v", mtu, err)
@@ -122,21 +150,39 @@ func TestLab(t *testing.T) {
 	if err := p.WaitFor(context.Background(), "started", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if cpu, err := p.CPUTime(); err != nil || cpu < 50*time.Millisecond {
+	// The spinner's CPU time grows (however busy the machine is: wait
+	// for it rather than for a fixed time).
+	var cpu time.Duration
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cpu, err = p.CPUTime(); err != nil || cpu >= 50*time.Millisecond || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || cpu < 50*time.Millisecond {
 		t.Errorf("spinner CPU time %v, %v", cpu, err)
 	}
 	pids, _ := a.Output("ip", "netns", "pids", a.Name)
 	if len(strings.Fields(pids)) < 2 {
 		t.Errorf("ip netns pids: %q", pids)
 	}
+	if err := p.Wait(10 * time.Millisecond); err == nil || p.Exited() {
+		t.Errorf("Wait on a running process: %v", err)
+	}
+	short, err := StartProc("short", nil, a.Cmdline("sh", "-c", "exit 3")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ee *exec.ExitError
+	if err := short.Wait(5 * time.Second); !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("Wait = %v, want exit status 3", err)
+	}
 	pgid := p.PID()
 	if err := lab.Close(); err != nil {
 		t.Fatal(err)
 	}
 	closed = true
-	if !p.Exited() || len(groupMembers(pgid)) != 0 {
-		t.Errorf("process group %d still has %v", pgid, groupMembers(pgid))
+	if !p.Exited() || len(GroupMembers(pgid)) != 0 {
+		t.Errorf("process group %d still has %v", pgid, GroupMembers(pgid))
 	}
 	if names, _ := Names("nlt"); slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, lab.ID) }) {
 		t.Errorf("namespaces left: %v", names)

@@ -20,11 +20,13 @@ import (
 // OutputLimit bytes.
 const OutputLimit = 64 << 10
 
-// headTail keeps the beginning and the end of what is written to it.
+// headTail keeps the beginning and the end of what is written to it: limit
+// bytes of each (0: OutputLimit; negative: everything, in head).
 type headTail struct {
+	limit   int
 	mu      sync.Mutex
 	head    []byte
-	tail    []byte // ring of the last OutputLimit bytes after head filled
+	tail    []byte // the last limit bytes after head filled
 	dropped int64
 }
 
@@ -32,14 +34,22 @@ func (b *headTail) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := len(p)
-	if room := OutputLimit - len(b.head); room > 0 {
+	limit := b.limit
+	if limit == 0 {
+		limit = OutputLimit
+	}
+	if limit < 0 {
+		b.head = append(b.head, p...)
+		return n, nil
+	}
+	if room := limit - len(b.head); room > 0 {
 		k := min(room, len(p))
 		b.head = append(b.head, p[:k]...)
 		p = p[k:]
 	}
 	if len(p) > 0 {
 		b.tail = append(b.tail, p...)
-		if over := len(b.tail) - OutputLimit; over > 0 {
+		if over := len(b.tail) - limit; over > 0 {
 			b.dropped += int64(over)
 			b.tail = append(b.tail[:0], b.tail[over:]...)
 		}
@@ -73,7 +83,18 @@ type Proc struct {
 // StartProc starts argv with stdout and stderr captured (see Output); env
 // entries (KEY=VALUE) are added to this process's environment.
 func StartProc(name string, env []string, argv ...string) (*Proc, error) {
+	return StartProcLimit(name, env, OutputLimit, argv...)
+}
+
+// StartProcLimit is [StartProc] keeping limit bytes of output at each end
+// instead of OutputLimit (negative: all of it, for callers that scan the
+// whole output).
+func StartProcLimit(name string, env []string, limit int, argv ...string) (*Proc, error) {
+	if limit == 0 {
+		limit = OutputLimit
+	}
 	p := &Proc{Name: name, done: make(chan struct{})}
+	p.out.limit = limit
 	p.Cmd = exec.Command(argv[0], argv[1:]...)
 	p.Cmd.Stdout, p.Cmd.Stderr = &p.out, &p.out
 	if len(env) > 0 {
@@ -115,6 +136,17 @@ func (p *Proc) Err() error {
 	return p.err
 }
 
+// Wait waits up to timeout for the process to end by itself and returns
+// its exit error.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("%s: still running after %v", p.Name, timeout)
+	}
+}
+
 // Stop sends sig to the process group, waits up to wait for the process to
 // end, then kills the group; members that outlived the leader are killed
 // too. It returns the exit error.
@@ -133,7 +165,7 @@ func (p *Proc) Stop(sig syscall.Signal, wait time.Duration) error {
 		if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
 			break
 		}
-		if len(groupMembers(pgid)) == 0 {
+		if len(GroupMembers(pgid)) == 0 {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -198,8 +230,8 @@ func parseStatCPU(stat string) (time.Duration, error) {
 	return time.Duration(u+s) * clockTick, nil
 }
 
-// groupMembers are the live (not zombie) processes of process group pgid.
-func groupMembers(pgid int) []int {
+// GroupMembers are the live (not zombie) processes of process group pgid.
+func GroupMembers(pgid int) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil

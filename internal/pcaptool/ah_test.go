@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 
 	"github.com/goipsec/goipsec/ah"
 	"github.com/goipsec/goipsec/esp"
@@ -489,37 +488,8 @@ func TestMixedESPAndAH(t *testing.T) {
 func TestAHLinkTypes(t *testing.T) {
 	v4 := [][]byte{udp4(v4a, v4b, 1, 2, []byte("abc")), udp4opts(v4a, v4b, v4Options, 3, 4, []byte("opts"))}
 	v6 := [][]byte{udp6(v6a, v6b, 1, 2, []byte("abc")), udp6(v6a, v6b, 3, 4, []byte("defg"), v6AHExt()...)}
-	both := append(append([][]byte(nil), v4...), v6...)
-	spec := ahSpec("sha512", 0x1000, "")
-	for _, tt := range []struct {
-		link layers.LinkType
-		pkts [][]byte
-	}{{LinkEthernet, both}, {LinkRaw, both}, {LinkSLL, both}, {LinkIPv4, v4}, {LinkIPv6, v6}} {
-		for _, mc := range modeCases {
-			if mc.mode == esp.Tunnel && ((tt.link == LinkIPv4 && mc.src.Is6()) || (tt.link == LinkIPv6 && mc.src.Is4())) {
-				continue
-			}
-			t.Run(fmt.Sprintf("%s/%s", linkName(tt.link), mc.name), func(t *testing.T) {
-				recs := records(tt.link, tt.pkts)
-				enc, st, log := encrypt(t, writePcap(t, tt.link, recs), &EncryptOptions{SA: mustSpec(t, spec), Mode: mc.mode, TunnelSrc: mc.src, TunnelDst: mc.dst})
-				if st.Encrypted != len(tt.pkts) {
-					t.Fatalf("encrypt: %s\n%s", st, log)
-				}
-				if link, _ := readPcap(t, enc); link != tt.link {
-					t.Fatalf("encrypted link type %v, want %v", link, tt.link)
-				}
-				dec, dst, log := decrypt(t, enc, mustSpec(t, spec))
-				if dst.Verified != len(tt.pkts) {
-					t.Fatalf("decrypt: %s\n%s", dst, log)
-				}
-				dlink, drecs := readPcap(t, dec)
-				if dlink != tt.link {
-					t.Errorf("decrypted link type %v, want %v", dlink, tt.link)
-				}
-				sameRecords(t, drecs, recs)
-			})
-		}
-	}
+	linkTypeRoundTrips(t, v4, v6, ahSpec("sha512", 0x1000, ""),
+		func(st *DecryptStats) int { return st.Verified })
 }
 
 // TestAHEncryptFailures checks that packets AH cannot protect are reported

@@ -3,7 +3,6 @@ package pcaptool
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -138,36 +137,15 @@ func TestScapyAH(t *testing.T) {
 			}
 		}
 	}
-	js, err := json.Marshal(jobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(py, "-B", "testdata/scapy_ah.py") // -B: no __pycache__ in the tree
-	cmd.Stdin = bytes.NewReader(js)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scapy: %v\n%s", err, out)
-	}
+	runScapy(t, py, "testdata/scapy_ah.py", jobs)
 
 	for _, j := range jobs {
 		t.Run(j.name, func(t *testing.T) {
-			if e, err := os.ReadFile(j.Out + ".err"); err == nil {
-				t.Fatalf("scapy %s failed: %s", j.Op, e)
-			}
-			out, err := os.ReadFile(j.Out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := scapyOutput(t, j.Out, j.Op)
 			_, recs := readPcap(t, out)
 			switch j.Op {
 			case "verify":
-				if len(recs) != len(pkts) {
-					t.Fatalf("%d packets from scapy", len(recs))
-				}
-				for i, r := range recs {
-					if !bytes.Equal(r.data, pkts[i]) {
-						t.Errorf("packet %d: scapy verified and decapsulated\n %x\nwant %x", i+1, r.data, pkts[i])
-					}
-				}
+				checkPackets(t, "scapy verified and decapsulated", out, pkts)
 			case "reject":
 				if len(recs) != 0 {
 					t.Errorf("scapy accepted %d tampered packets", len(recs))
@@ -185,12 +163,7 @@ func TestScapyAH(t *testing.T) {
 				if st.Verified != len(pkts) || log != "" {
 					t.Fatalf("verifying scapy's packets: %s\n%s", st, log)
 				}
-				_, drecs := readPcap(t, dec)
-				for i, r := range drecs {
-					if !bytes.Equal(r.data, pkts[i]) {
-						t.Errorf("packet %d: verified\n %x\nwant %x", i+1, r.data, pkts[i])
-					}
-				}
+				checkPackets(t, "verified", dec, pkts)
 				// And goipsec rejects scapy's packets with an immutable
 				// byte changed.
 				for i := range recs {
@@ -259,25 +232,11 @@ func TestWiresharkAH(t *testing.T) {
 		}
 	}
 	file := writeFile(t, "ah.pcap", writePcap(t, LinkEthernet, recs))
-	cmd := exec.Command(ts, "-r", file, "-n", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
+	args := []string{"-r", file, "-n", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
 		"-e", "ah.next_header", "-e", "ah.length", "-e", "ah.spi", "-e", "ah.sequence", "-e", "ah.icv",
-		"-e", "udp.dstport", "-e", "data.data", "-e", "_ws.malformed")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) != len(want) {
-		t.Fatalf("tshark printed %d lines for %d packets:\n%s\n%s", len(lines), len(want), out, stderr.String())
-	}
-	for i, line := range lines {
+		"-e", "udp.dstport", "-e", "data.data", "-e", "_ws.malformed"}
+	for i, f := range tsharkFields(t, ts, args, len(want), 8) {
 		w := want[i]
-		f := strings.Split(line, "|")
-		if len(f) != 8 {
-			t.Fatalf("tshark line %q", line)
-		}
 		if f[0] != strconv.Itoa(int(w.nh)) {
 			t.Errorf("packet %d (%s): AH next header %q, want %d", i+1, w.name, f[0], w.nh)
 		}

@@ -163,49 +163,90 @@ func TestScapy(t *testing.T) {
 			}
 		}
 	}
-	js, err := json.Marshal(jobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(py, "-B", "testdata/scapy_esp.py") // -B: no __pycache__ in the tree
-	cmd.Stdin = bytes.NewReader(js)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scapy: %v\n%s", err, out)
-	}
+	runScapy(t, py, "testdata/scapy_esp.py", jobs)
 
 	for _, j := range jobs {
 		t.Run(j.name, func(t *testing.T) {
-			if e, err := os.ReadFile(j.Out + ".err"); err == nil {
-				t.Fatalf("scapy %s failed: %s", j.Op, e)
-			}
-			out, err := os.ReadFile(j.Out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			out := scapyOutput(t, j.Out, j.Op)
 			if j.Op == "decrypt" {
-				_, recs := readPcap(t, out)
-				if len(recs) != len(pkts) {
-					t.Fatalf("%d packets from scapy", len(recs))
-				}
-				for i, r := range recs {
-					if !bytes.Equal(r.data, pkts[i]) {
-						t.Errorf("packet %d: scapy decrypted\n %x\nwant %x", i+1, r.data, pkts[i])
-					}
-				}
+				checkPackets(t, "scapy decrypted", out, pkts)
 				return
 			}
 			dec, st, log := decrypt(t, out, mustSpec(t, j.dspec))
 			if st.Decrypted != len(pkts) || log != "" {
 				t.Fatalf("decrypting scapy's packets: %s\n%s", st, log)
 			}
-			_, recs := readPcap(t, dec)
-			for i, r := range recs {
-				if !bytes.Equal(r.data, pkts[i]) {
-					t.Errorf("packet %d: decrypted\n %x\nwant %x", i+1, r.data, pkts[i])
-				}
-			}
+			checkPackets(t, "decrypted", dec, pkts)
 		})
 	}
+}
+
+// runScapy runs the scapy script with jobs as JSON on its standard input;
+// the script writes each job's output (or an error) next to job.Out.
+func runScapy(t *testing.T, py, script string, jobs any) {
+	t.Helper()
+	js, err := json.Marshal(jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "-B", script) // -B: no __pycache__ in the tree
+	cmd.Stdin = bytes.NewReader(js)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scapy: %v\n%s", err, out)
+	}
+}
+
+// scapyOutput is the capture scapy wrote to out for a job of operation op;
+// it fails the test if scapy reported an error instead (in out.err).
+func scapyOutput(t *testing.T, out, op string) []byte {
+	t.Helper()
+	if e, err := os.ReadFile(out + ".err"); err == nil {
+		t.Fatalf("scapy %s failed: %s", op, e)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkPackets checks that the capture holds pkts, in order.
+func checkPackets(t *testing.T, what string, capture []byte, pkts [][]byte) {
+	t.Helper()
+	_, recs := readPcap(t, capture)
+	if len(recs) != len(pkts) {
+		t.Fatalf("%s: %d packets, want %d", what, len(recs), len(pkts))
+	}
+	for i, r := range recs {
+		if !bytes.Equal(r.data, pkts[i]) {
+			t.Errorf("packet %d: %s\n %x\nwant %x", i+1, what, r.data, pkts[i])
+		}
+	}
+}
+
+// tsharkFields runs tshark with args (which end in -T fields -E
+// separator=| and the fields) and returns each packet's n fields; it fails
+// the test unless there are want packets.
+func tsharkFields(t *testing.T, ts string, args []string, want, n int) [][]string {
+	t.Helper()
+	cmd := exec.Command(ts, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(lines) != want {
+		t.Fatalf("tshark printed %d lines for %d packets:\n%s\n%s", len(lines), want, out, stderr.String())
+	}
+	fields := make([][]string, len(lines))
+	for i, line := range lines {
+		if fields[i] = strings.Split(line, "|"); len(fields[i]) != n {
+			t.Fatalf("tshark line %q: %d fields, want %d", line, len(fields[i]), n)
+		}
+	}
+	return fields
 }
 
 // Wireshark 4.0's ESP SA table (uat "esp_sa") names; transforms it lacks
@@ -302,23 +343,8 @@ func TestWireshark(t *testing.T) {
 	args = append(args, "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,",
 		"-e", "frame.number", "-e", "esp.spi", "-e", "esp.icv_good", "-e", "esp.icv_bad",
 		"-e", "ip.src", "-e", "ipv6.src", "-e", "udp.dstport", "-e", "data.data", "-e", "_ws.malformed")
-	cmd := exec.Command(ts, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if len(lines) != len(want) {
-		t.Fatalf("tshark printed %d lines for %d packets:\n%s\n%s", len(lines), len(want), out, stderr.String())
-	}
-	for i, line := range lines {
+	for i, f := range tsharkFields(t, ts, args, len(want), 9) {
 		w := want[i]
-		f := strings.Split(line, "|")
-		if len(f) != 9 {
-			t.Fatalf("tshark line %q", line)
-		}
 		if f[2] != "1" || f[3] != "0" {
 			t.Errorf("packet %d (%s): Wireshark ICV good=%q bad=%q", i+1, w.name, f[2], f[3])
 		}

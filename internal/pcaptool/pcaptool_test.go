@@ -195,32 +195,36 @@ func checkProtected(t *testing.T, got, orig []record, opts *EncryptOptions, firs
 func TestLinkTypes(t *testing.T) {
 	v4 := [][]byte{udp4(v4a, v4b, 1, 2, []byte("abc")), icmp4(v4a, v4b, 10)}
 	v6 := [][]byte{udp6(v6a, v6b, 1, 2, []byte("abc")), udp6(v6a, v6b, 3, 4, []byte("defg"), v6Ext()...)}
+	linkTypeRoundTrips(t, v4, v6, transform{enc: "aes256gcm16"}.spec(0x1000, ""),
+		func(st *DecryptStats) int { return st.Decrypted })
+}
+
+// linkTypeRoundTrips encrypts the IPv4 and IPv6 packets with spec in
+// every mode and link type and decrypts them again: the link type stays,
+// the packets come back, and opened(the decryption's stats) counts them
+// all.
+func linkTypeRoundTrips(t *testing.T, v4, v6 [][]byte, spec string, opened func(*DecryptStats) int) {
+	t.Helper()
 	both := append(append([][]byte(nil), v4...), v6...)
-	tests := []struct {
+	for _, tt := range []struct {
 		link layers.LinkType
 		pkts [][]byte
-	}{
-		{LinkEthernet, both}, {LinkRaw, both}, {LinkSLL, both}, {LinkIPv4, v4}, {LinkIPv6, v6},
-	}
-	tr := transform{enc: "aes256gcm16"}
-	for _, tt := range tests {
+	}{{LinkEthernet, both}, {LinkRaw, both}, {LinkSLL, both}, {LinkIPv4, v4}, {LinkIPv6, v6}} {
 		for _, mc := range modeCases {
 			if mc.mode == esp.Tunnel && ((tt.link == LinkIPv4 && mc.src.Is6()) || (tt.link == LinkIPv6 && mc.src.Is4())) {
 				continue // see TestLinkTypeSwitch
 			}
 			t.Run(fmt.Sprintf("%s/%s", linkName(tt.link), mc.name), func(t *testing.T) {
 				recs := records(tt.link, tt.pkts)
-				in := writePcap(t, tt.link, recs)
-				enc, st, log := encrypt(t, in, &EncryptOptions{SA: mustSpec(t, tr.spec(0x1000, "")), Mode: mc.mode, TunnelSrc: mc.src, TunnelDst: mc.dst})
+				enc, st, log := encrypt(t, writePcap(t, tt.link, recs), &EncryptOptions{SA: mustSpec(t, spec), Mode: mc.mode, TunnelSrc: mc.src, TunnelDst: mc.dst})
 				if st.Encrypted != len(tt.pkts) {
 					t.Fatalf("encrypt: %s\n%s", st, log)
 				}
-				link, _ := readPcap(t, enc)
-				if link != tt.link {
+				if link, _ := readPcap(t, enc); link != tt.link {
 					t.Fatalf("encrypted link type %v, want %v", link, tt.link)
 				}
-				dec, dst, log := decrypt(t, enc, mustSpec(t, tr.spec(0x1000, "")))
-				if dst.Decrypted != len(tt.pkts) {
+				dec, dst, log := decrypt(t, enc, mustSpec(t, spec))
+				if opened(dst) != len(tt.pkts) {
 					t.Fatalf("decrypt: %s\n%s", dst, log)
 				}
 				dlink, drecs := readPcap(t, dec)

@@ -21,9 +21,7 @@ sequence number at the start of the ICV field, then the 16-byte tag; GMAC
 over the packet as scapy's zero_mutable_fields leaves it, the whole ICV
 field zeroed, the ESN high bits appended; nonce = salt || IV).
 """
-import json
 import struct
-import sys
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,6 +31,8 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import (AH, AUTH_ALGOS, AuthAlgo, IPSecIntegrityError,
                                 SecurityAssociation, zero_mutable_fields)
+
+from scapy_pcap import parse, read_pcap, run_jobs, write_pcap
 
 conf.verb = 0
 
@@ -80,44 +80,8 @@ for bits in (128, 192, 256):
     AUTH_ALGOS["AES-GMAC-%d" % bits] = GMAC("AES-GMAC-%d" % bits, bits // 8)
 
 
-def read_pcap(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack("<I", data[:4])
-    if magic not in (0xA1B2C3D4, 0xA1B23C4D):
-        raise ValueError("%s: not a little-endian pcap" % path)
-    linktype, = struct.unpack("<I", data[20:24])
-    if linktype != 101:
-        raise ValueError("%s: link type %d, want 101" % (path, linktype))
-    off, out = 24, []
-    while off < len(data):
-        _, _, caplen, _ = struct.unpack("<IIII", data[off:off + 16])
-        off += 16
-        out.append(data[off:off + caplen])
-        off += caplen
-    return out
-
-
-def write_pcap(path, pkts):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101))
-        for i, p in enumerate(pkts):
-            f.write(struct.pack("<IIII", 1700000000, i, len(p), len(p)))
-            f.write(p)
-
-
-def parse(b):
-    return IP(b) if b[0] >> 4 == 4 else IPv6(b)
-
-
 def main():
-    jobs = json.load(sys.stdin)
-    for j in jobs:
-        try:
-            run(j)
-        except Exception as e:  # reported per job by the Go test
-            with open(j["out"] + ".err", "w") as f:
-                f.write("%s: %s" % (type(e).__name__, e))
+    run_jobs(run)
 
 
 def run(j):

@@ -9,44 +9,25 @@ error in the output file's name plus ".err".
 """
 import hashlib
 import hmac
-import json
 import struct
-import sys
 
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.ipsec import ESP, SecurityAssociation
 from scapy.compat import raw
 
-
-def read_pcap(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic, = struct.unpack("<I", data[:4])
-    if magic not in (0xA1B2C3D4, 0xA1B23C4D):
-        raise ValueError("%s: not a little-endian pcap" % path)
-    linktype, = struct.unpack("<I", data[20:24])
-    if linktype != 101:
-        raise ValueError("%s: link type %d, want 101" % (path, linktype))
-    off, out = 24, []
-    while off < len(data):
-        _, _, caplen, _ = struct.unpack("<IIII", data[off:off + 16])
-        off += 16
-        out.append(data[off:off + caplen])
-        off += caplen
-    return out
+from scapy_pcap import parse, read_pcap, run_jobs, write_pcap
 
 
-def write_pcap(path, pkts):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101))
-        for i, p in enumerate(pkts):
-            f.write(struct.pack("<IIII", 1700000000, i, len(p), len(p)))
-            f.write(p)
-
-
-def parse(b):
-    return IP(b) if b[0] >> 4 == 4 else IPv6(b)
+def ipv6_upper(b):
+    """Walks the extension headers (Hop-by-Hop, Routing, Fragment,
+    Destination Options) of IPv6 packet b: the next header after them, its
+    offset, and the offset of the byte that names it."""
+    nh, off, nh_off = b[6], 40, 6
+    while nh in (0, 43, 44, 60):
+        ln = 8 if nh == 44 else (b[off + 1] + 1) * 8
+        nh, nh_off, off = b[off], off, off + ln
+    return nh, off, nh_off
 
 
 def strip_udp(b):
@@ -59,11 +40,8 @@ def strip_udp(b):
         struct.pack_into("!H", out, 2, len(out))
         return fix4(out)
     # IPv6: the UDP header directly follows the extension headers we emit
-    # in these tests; walk them.
-    nh, off, nh_off = b[6], 40, 6
-    while nh in (0, 43, 44, 60):
-        ln = 8 if nh == 44 else (b[off + 1] + 1) * 8
-        nh, nh_off, off = b[off], off, off + ln
+    # in these tests.
+    nh, off, nh_off = ipv6_upper(b)
     if nh != 17:
         raise ValueError("no UDP header")
     out = bytearray(b[:off] + b[off + 8:])
@@ -90,10 +68,7 @@ def esp_offset(b):
     if b[0] >> 4 == 4:
         off, nh = (b[0] & 0xF) * 4, b[9]
     else:
-        nh, off = b[6], 40
-        while nh in (0, 43, 44, 60):
-            ln = 8 if nh == 44 else (b[off + 1] + 1) * 8
-            nh, off = b[off], off + ln
+        nh, off, _ = ipv6_upper(b)
     if nh == 17:
         off += 8
     return off
@@ -110,10 +85,7 @@ def fix_lengths(b):
             struct.pack_into("!H", b, hl + 6, 0)
         return fix4(b)
     struct.pack_into("!H", b, 4, len(b) - 40)
-    nh, off = b[6], 40
-    while nh in (0, 43, 44, 60):
-        ln = 8 if nh == 44 else (b[off + 1] + 1) * 8
-        nh, off = b[off], off + ln
+    nh, off, _ = ipv6_upper(b)
     if nh == 17:
         struct.pack_into("!H", b, off + 4, len(b) - off)
     return bytes(b)
@@ -126,10 +98,7 @@ def fix_natt(b):
     if b[0] >> 4 == 4:
         return b
     b = bytearray(b)
-    nh, off, nh_off = b[6], 40, 6
-    while nh in (0, 43, 44, 60):
-        ln = 8 if nh == 44 else (b[off + 1] + 1) * 8
-        nh, nh_off, off = b[off], off, off + ln
+    nh, _, nh_off = ipv6_upper(b)
     if nh == 50:
         b[nh_off] = 17
     return bytes(b)
@@ -158,13 +127,7 @@ def fix4(out):
 
 
 def main():
-    jobs = json.load(sys.stdin)
-    for j in jobs:
-        try:
-            run(j)
-        except Exception as e:  # reported per job by the Go test
-            with open(j["out"] + ".err", "w") as f:
-                f.write("%s: %s" % (type(e).__name__, e))
+    run_jobs(run)
 
 
 def run(j):
