@@ -2,15 +2,11 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/goipsec/goipsec/ike"
 	"github.com/goipsec/goipsec/internal/config"
@@ -78,14 +74,7 @@ secrets:
 tun: {mode: netstack, addresses: [%s/24]}
 control: {socket: "-"}
 `, tp.LeftAddr, tp.RightAddr, tc.goMode, goID, swID, tp.LeftInner, tp.RightInner, start, goID, swID, swPSK, tp.LeftInner)
-			cfg, err := config.Parse("left", []byte(y))
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.DebugLevel)))
-			if err != nil {
-				t.Fatal(err)
-			}
+			d, _ := newObservedDaemon(t, y)
 			remote := tp.LeftAddr.String()
 			if tc.goInitiates {
 				remote = "%any"
@@ -98,13 +87,7 @@ control: {socket: "-"}
 					Children: []interop.Child{{Name: "net", LocalTS: []string{tp.RightInner.String() + "/32"}, RemoteTS: []string{tp.LeftInner.String() + "/32"},
 						ESPProposals: []string{"aes128gcm16"}, Mode: "tunnel"}},
 					Extra: map[string]string{"fragmentation": "yes"}}}})
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			if err := tp.Left.Do(func() error { return d.Start(ctx) }); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(d.Close)
-			go d.Serve(ctx)
+			serveIn(t, tp.Left, d)
 			if !tc.goInitiates {
 				sw.Initiate("net")
 			}
@@ -135,24 +118,7 @@ control: {socket: "-"}
 			}
 
 			// Traffic crosses the tunnel.
-			ln, err := tp.Right.Listen("tcp", tp.RightInner.String()+":7777")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				if c, err := ln.Accept(); err == nil {
-					io.Copy(c, c)
-					c.Close()
-				}
-			}()
-			dctx, dcancel := context.WithTimeout(ctx, 20*time.Second)
-			defer dcancel()
-			c, err := d.Net.DialContext(dctx, "tcp", tp.RightInner.String()+":7777")
-			if err != nil {
-				t.Fatalf("dial through the tunnel: %v\n%s", err, sw.LogSummary(60))
-			}
-			defer c.Close()
+			c := dialEcho(t, tp.Right, tp.RightInner, d, sw)
 			data := bytes.Repeat([]byte("fragmented IKE, whole tunnel "), 1000)
 			go c.Write(data)
 			got := make([]byte, len(data))
