@@ -45,6 +45,8 @@ type childSA struct {
 	nonces     [2][]byte // Ni, Nr of the exchange that made the SA
 	weInit     bool      // we initiated the exchange that made the SA
 	rekeyTimer Timer     // rekey_time
+	lifeTimer  Timer     // life_time
+	takenOver  bool      // replaced by a reauthentication, graceTimer the fallback
 	graceTimer Timer     // removal of a replaced SA's inbound SA
 	switchTmr  Timer     // fallback switch of a pending outbound SA
 }
@@ -289,6 +291,9 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 		local, remote = tsr, tsi
 		inEnc, inInteg, outEnc, outInteg = keys.EncI, keys.IntegI, keys.EncR, keys.IntegR
 	}
+	if old == nil && weInitiated && sa.reauthOf != nil {
+		old = sa.reauthOf.reauthChild(cfg)
+	}
 	var id sad.ChildID
 	if old != nil {
 		id = old.id
@@ -299,7 +304,7 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 		local: local, remote: remote, proposal: proposal.Format(chosen), established: m.clock.Now(),
 		nonces: [2][]byte{clone(ni), clone(nr)}, weInit: weInitiated}
 	window := cfg.ReplayWindow
-	cs := &ChildSA{ID: id, Connection: cfg.conn.Name, Child: cfg.Name, Mode: mode, Local: local, Remote: remote, Peer: sa.espPeer(),
+	cs := &ChildSA{ID: id, Connection: cfg.conn.Name, Child: cfg.Name, Mode: mode, Local: local, Remote: remote, Peer: sa.espPeer(), Lifetime: cfg.saLifetime(),
 		In:  esp.Config{SPI: spiIn, Enc: suite.Enc, EncKey: inEnc, Integ: suite.Integ, IntegKey: inInteg, ESN: suite.ESN, ReplayWindow: window},
 		Out: esp.Config{SPI: spiOut, Enc: suite.Enc, EncKey: outEnc, Integ: suite.Integ, IntegKey: outInteg, ESN: suite.ESN}}
 	if m.opts.KeyHook != nil {
@@ -342,6 +347,9 @@ func (sa *ikeSA) installChild(cfg *Child, spiIn, spiOut uint32, chosen *message.
 	}
 	sa.children = append(sa.children, c)
 	sa.armRekey(c)
+	if old != nil && old.ike != sa {
+		sa.tookOver(old, c)
+	}
 	what := "CHILD_SA established"
 	if old != nil {
 		what = "CHILD_SA rekeyed"
@@ -400,7 +408,7 @@ func (sa *ikeSA) removeChild(c *childSA) {
 	}
 	m.inst.Remove(c.id)
 	delete(m.children, c.id)
-	if c.cfg.StartAction == StartTrap {
+	if c.cfg.StartAction == StartTrap && !m.childUp(c.cfg) {
 		if _, ok := m.traps[c.cfg]; !ok {
 			m.installTrapID(c.cfg, c.id)
 		}

@@ -56,9 +56,23 @@ type Connection struct {
 	// DPDDelay is the interval of liveness checks when nothing was received
 	// from the peer; 0 disables dead peer detection.
 	DPDDelay time.Duration
-	// RekeyTime is the IKE SA's rekey interval, less a random tenth
-	// (strongSwan's rand_time); 0 disables rekeying.
+	// RekeyTime is the IKE SA's rekey interval, less a random part of up
+	// to RandTime; 0 disables rekeying.
 	RekeyTime time.Duration
+	// OverTime is how long an IKE SA that is not rekeyed lives beyond
+	// RekeyTime (swanctl over_time): 0 means a tenth of RekeyTime,
+	// negative none. RandTime is the rekey jitter (swanctl rand_time): 0
+	// means OverTime, negative none.
+	OverTime, RandTime time.Duration
+	// KeyingTries is how many times a child with start_action start is
+	// initiated before giving up (swanctl keyingtries): 0 or 1 once, as
+	// strongSwan by default; negative until it is up (swanctl's 0).
+	// Between attempts the delay grows from 1 s to 30 s.
+	KeyingTries int
+	// ReauthTime is the interval of reauthentication (swanctl
+	// reauth_time): a new IKE SA from scratch, the Child SAs moved over
+	// make-before-break, the old IKE SA deleted; 0 disables it.
+	ReauthTime time.Duration
 	// LocalID and RemoteID are the identities (strongSwan syntax); an empty
 	// LocalID is the first local address, an empty or "%any" RemoteID
 	// accepts any peer identity.
@@ -107,10 +121,24 @@ type Child struct {
 	// ReplayWindow is the inbound anti-replay window in packets: 0 selects
 	// the default, negative disables it.
 	ReplayWindow int
-	// RekeyTime is the Child SA's rekey interval, less a random tenth
-	// (strongSwan's rand_time); 0 disables rekeying (the SAD's soft
-	// lifetime events still rekey).
+	// RekeyTime is the Child SA's rekey interval, less a random part of up
+	// to RandTime; 0 disables rekeying by time.
 	RekeyTime time.Duration
+	// LifeTime is the hard lifetime (0: RekeyTime plus a tenth, negative:
+	// none) and RandTime the rekey jitter (0: LifeTime - RekeyTime,
+	// negative: none), as swanctl's life_time and rand_time.
+	LifeTime, RandTime time.Duration
+	// RekeyBytes, LifeBytes, RandBytes and the Packets counterparts are
+	// the volume limits of each SA of the child, with the same defaults
+	// as the times (swanctl rekey_bytes, life_bytes, rand_bytes, ...);
+	// 0 rekey and life limits mean none.
+	RekeyBytes, LifeBytes, RandBytes       int64
+	RekeyPackets, LifePackets, RandPackets int64
+	// DPDAction is what happens to the child when its peer stopped
+	// answering: DPDClear (""), DPDTrap or DPDRestart. CloseAction is what
+	// happens when the peer deletes the Child SA (or its IKE SA):
+	// CloseNone (""), CloseTrap or CloseStart.
+	DPDAction, CloseAction string
 
 	conn *Connection
 }
@@ -351,6 +379,9 @@ func (c *Connection) prepare() error {
 	if len(c.Children) == 0 {
 		return errors.New("no children")
 	}
+	if err := c.checkLifecycle(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, ch := range c.Children {
 		if ch.Name == "" || strings.Contains(ch.Name, ".") || seen[ch.Name] {
@@ -360,6 +391,9 @@ func (c *Connection) prepare() error {
 		ch.conn = c
 		if ch.Mode == 0 {
 			ch.Mode = sad.Tunnel
+		}
+		if err := ch.checkLifetimes(); err != nil {
+			return fmt.Errorf("child %s: %w", ch.Name, err)
 		}
 		switch ch.StartAction {
 		case "":

@@ -480,6 +480,7 @@ func (sa *ikeSA) established() {
 		zap.String("remote_id", sa.remoteID.String()), zap.String("proposal", proposal.Format(sa.chosen)))
 	sa.armDPD()
 	sa.armIKERekey()
+	sa.m.after(0, sa.checkDuplicate)
 }
 
 // startPending negotiates the children waiting for the IKE SA.

@@ -325,19 +325,6 @@ func (sa *ikeSA) handleAuthRequest(msg *message.Message) {
 	}
 }
 
-// initialContact deletes the older IKE SAs of the same connection and peer
-// identity: INITIAL_CONTACT says the peer lost them (RFC 7296 section
-// 2.4).
-func (m *Manager) initialContact(sa *ikeSA) {
-	for _, o := range m.sortedSAs() {
-		if o == sa || o.conn != sa.conn || o.state != stateEstablished || !o.remoteID.Equal(&sa.remoteID) {
-			continue
-		}
-		o.info("INITIAL_CONTACT from the peer: deleting its old IKE SA", zap.String("new", sa.name()))
-		o.destroy(errors.New("replaced after INITIAL_CONTACT"))
-	}
-}
-
 // handleCreateChildRequest is the responder's CREATE_CHILD_SA.
 func (sa *ikeSA) handleCreateChildRequest(msg *message.Message) {
 	refuse := func(t message.NotifyType, data []byte, why string) {

@@ -37,14 +37,6 @@ type ikeRekeyNeg struct {
 	offered []message.Proposal
 }
 
-// armIKERekey schedules the rekeying of the IKE SA after rekey_time.
-func (sa *ikeSA) armIKERekey() {
-	if sa.conn == nil || sa.conn.RekeyTime <= 0 {
-		return
-	}
-	sa.rekeyTimer = sa.m.after(jitter(sa.conn.RekeyTime), func() { sa.rekeyIKE("rekey_time") })
-}
-
 // retryIKERekey tries again after a few random seconds.
 func (sa *ikeSA) retryIKERekey(why string) {
 	if sa.rekeyTimer != nil {
@@ -57,7 +49,7 @@ func (sa *ikeSA) retryIKERekey(why string) {
 // busy reports whether exchanges are under way that an IKE SA rekey must
 // not overtake: requests of ours, or Child SA rekeys not finished.
 func (sa *ikeSA) busy() bool {
-	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy()
+	return sa.pending != nil || len(sa.queued) > 0 || sa.ikeRekey != nil || sa.childrenBusy() || sa.reauthTo != nil
 }
 
 // childrenBusy reports Child SA rekeys not finished.
@@ -314,6 +306,7 @@ func (sa *ikeSA) rekeyedSA(weInit bool, spii, spir uint64, chosen *message.Propo
 	sa.info("IKE SA rekeyed", zap.String("new", ns.name()), zap.String("new_spis", fmt.Sprintf("%016x_i %016x_r", spii, spir)),
 		zap.String("proposal", proposal.Format(chosen)))
 	ns.armDPD()
+	ns.reauthAt = sa.reauthAt
 	ns.armIKERekey()
 	return ns, nil
 }

@@ -20,6 +20,7 @@ var (
 // handleInformational answers the peer's INFORMATIONAL request.
 func (sa *ikeSA) handleInformational(msg *message.Message) {
 	var ours []uint32
+	var closed []*Child // children the peer deleted
 	deleteIKE := false
 	authFailed := false
 	for _, p := range msg.Payloads {
@@ -61,6 +62,7 @@ func (sa *ikeSA) handleInformational(msg *message.Message) {
 					sa.info("CHILD_SA deleted by the peer", zap.String("child", c.cfg.FullName()),
 						zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)), zap.String("spi_out", fmt.Sprintf("%08x", c.spiOut)))
 					sa.removeChild(c)
+					closed = append(closed, c.cfg)
 				}
 			}
 		case *message.Notify:
@@ -90,7 +92,11 @@ func (sa *ikeSA) handleInformational(msg *message.Message) {
 		sa.errorf("the peer refused our authentication (AUTHENTICATION_FAILED): " + hint)
 		sa.destroy(&AuthError{Detail: "refused by the peer"})
 	case deleteIKE:
+		chs := sa.childConfigs()
 		sa.destroy(errPeerDeleted)
+		sa.m.closeAction(chs)
+	default:
+		sa.m.closeAction(closed)
 	}
 }
 
@@ -181,14 +187,4 @@ func (sa *ikeSA) dpdCheck() {
 		})
 	}
 	sa.armDPD()
-}
-
-// peerDead deletes the IKE SA of a peer that stopped answering.
-func (sa *ikeSA) peerDead(err error) {
-	if sa.state == stateDead {
-		return
-	}
-	sa.warn("dead peer: it stopped answering; deleting its SAs", zap.Error(err))
-	sa.m.obs.PeerDead()
-	sa.destroy(err)
 }

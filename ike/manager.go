@@ -44,6 +44,9 @@ type ChildSA struct {
 	Peer netip.AddrPort
 	// In and Out are the inbound and outbound ESP SAs.
 	In, Out esp.Config
+	// Lifetime is the SAD lifetime of each of the two SAs (volume limits
+	// and the hard time limit).
+	Lifetime sad.Lifetime
 }
 
 // Installer is the Manager's way into the dataplane: it installs and
@@ -167,6 +170,7 @@ type Manager struct {
 	nHalf    int             // responder SAs past IKE_SA_INIT, before IKE_AUTH
 	serial   uint64          // numbers the IKE SAs for logs
 	stats    Stats
+	life     lifecycle // restarts after dead peers (dpd.go)
 
 	fragLogAt    time.Time // last log line about a rejected fragment
 	fragLogMuted int       // rejected fragments not logged since
@@ -297,9 +301,7 @@ func (m *Manager) Start() {
 			case StartTrap:
 				m.installTrap(ch)
 			case StartStart:
-				if _, err := m.initiateLocked(ch, nil); err != nil {
-					m.log.Error("initiating failed", zap.String("child", ch.FullName()), zap.Error(err))
-				}
+				m.startChild(ch)
 			}
 		}
 	}
@@ -399,6 +401,9 @@ func (m *Manager) Terminate(name string) (int, error) {
 		}
 	}
 	n := 0
+	for _, ch := range chs {
+		m.cancelRestart(ch.conn)
+	}
 	for _, sa := range m.sortedSAs() {
 		if sa.conn == nil || sa.state == stateDead || sa.state == stateDeleting {
 			continue // being deleted already: not up

@@ -88,6 +88,7 @@ func (m *Manager) Reconfigure(cfg *Config) (ReconfigureResult, error) {
 // the peer), their Child SAs and its children's trap policies. Responder
 // SAs that have not picked a connection yet forget c as a candidate.
 func (m *Manager) dropConnection(c *Connection) {
+	m.cancelRestart(c)
 	for _, sa := range m.sortedSAs() {
 		switch {
 		case sa.conn == c:
@@ -131,9 +132,7 @@ func (m *Manager) startConnection(c *Connection) {
 		case StartTrap:
 			m.installTrap(ch)
 		case StartStart:
-			if _, err := m.initiateLocked(ch, nil); err != nil {
-				m.log.Error("initiating failed", zap.String("child", ch.FullName()), zap.Error(err))
-			}
+			m.startChild(ch)
 		}
 	}
 }

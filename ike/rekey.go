@@ -32,25 +32,9 @@ import (
 // accepting packets after the old SA was deleted.
 const DefaultRekeyGrace = 5 * time.Second
 
-// jitter returns d less a random part of up to a tenth of it, as
-// strongSwan's rand_time does by default.
-func jitter(d time.Duration) time.Duration {
-	if r := int64(d / 10); r > 0 {
-		d -= time.Duration(rand.Int64N(r))
-	}
-	return d
-}
-
-// armRekey schedules the rekeying of c after its rekey_time.
-func (sa *ikeSA) armRekey(c *childSA) {
-	if d := c.cfg.RekeyTime; d > 0 {
-		c.rekeyTimer = sa.m.after(jitter(d), func() { c.ike.rekeyChild(c, "rekey_time") })
-	}
-}
-
 // stopTimers stops the child's timers and forgets its pending keys.
 func (c *childSA) stopTimers() {
-	for _, t := range []Timer{c.rekeyTimer, c.graceTimer, c.switchTmr} {
+	for _, t := range []Timer{c.rekeyTimer, c.graceTimer, c.switchTmr, c.lifeTimer} {
 		if t != nil {
 			t.Stop()
 		}
@@ -98,6 +82,11 @@ func (sa *ikeSA) current(c *childSA) bool {
 // child's current SA.
 func (sa *ikeSA) rekeyChild(c *childSA, why string) bool {
 	if sa.state != stateEstablished || c.state != childInstalled || c.successor != nil || c.rekeying || c.pending != nil || !sa.current(c) {
+		return false
+	}
+	if sa.reauthTo != nil {
+		// The reauthentication replaces it; if that fails, rekey.
+		c.rekeyTimer = sa.m.after(2*time.Second, func() { c.ike.rekeyChild(c, why) })
 		return false
 	}
 	sa.info("rekeying CHILD_SA", zap.String("child", c.cfg.FullName()), zap.String("spi_in", fmt.Sprintf("%08x", c.spiIn)),
@@ -333,8 +322,7 @@ func (m *Manager) SAEvent(ev sad.Event) {
 		if ev.Kind == sad.SoftExpire {
 			sa.rekeyChild(c, "soft lifetime ("+ev.Reason.String()+")")
 		} else {
-			sa.warn("CHILD_SA expired (hard lifetime): deleting it", zap.String("child", c.cfg.FullName()))
-			sa.deleteChild(c)
+			sa.expireChild(c, "SAD hard limit ("+ev.Reason.String()+")")
 		}
 		return
 	}

@@ -96,6 +96,11 @@ type ikeSA struct {
 	dpdTimer      Timer
 	halfTimer     Timer
 	rekeyTimer    Timer        // IKE SA rekey_time (or retry)
+	lifeTimer     Timer        // IKE SA rekey_time + over_time
+	reauthTimer   Timer        // reauth_time, or watching a reauthentication
+	reauthOf      *ikeSA       // the IKE SA this one reauthenticates
+	reauthTo      *ikeSA       // the IKE SA reauthenticating this one
+	reauthAt      time.Time    // when reauth_time is up (kept across IKE SA rekeys)
 	ikeRekey      *ikeRekeyNeg // our IKE SA rekey in flight
 	rekeyedTo     *ikeSA       // the IKE SA that replaced this one
 	peerRekeyed   *ikeSA       // the peer's new IKE SA while ours is in flight (collision)
@@ -482,7 +487,7 @@ func (sa *ikeSA) destroy(reason error) {
 		sa.peerRekeyed = nil
 		o.destroy(reason)
 	}
-	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer, sa.rekeyTimer} {
+	for _, t := range []Timer{sa.dpdTimer, sa.halfTimer, sa.rekeyTimer, sa.lifeTimer, sa.reauthTimer} {
 		if t != nil {
 			t.Stop()
 		}

@@ -27,6 +27,7 @@ type Config struct {
 	Control     Control                `yaml:"control"`
 	Daemon      Daemon                 `yaml:"daemon"`
 	Log         Log                    `yaml:"log"`
+	IKE         IKE                    `yaml:"ike"`
 
 	// Warnings lists things that load but deserve an operator's attention
 	// (legacy algorithms, for example).
@@ -44,6 +45,10 @@ type Connection struct {
 	Encap       bool              `yaml:"encap"`
 	DPDDelay    Duration          `yaml:"dpd_delay"`
 	RekeyTime   Duration          `yaml:"rekey_time"`
+	OverTime    *Duration         `yaml:"over_time"`
+	ReauthTime  Duration          `yaml:"reauth_time"`
+	KeyingTries *int              `yaml:"keyingtries"`
+	RandTime    *Duration         `yaml:"rand_time"`
 	Local       Auth              `yaml:"local"`
 	Remote      Auth              `yaml:"remote"`
 	Children    map[string]*Child `yaml:"children"`
@@ -65,16 +70,25 @@ type Auth struct {
 
 // Child is a Child SA configuration (swanctl "children").
 type Child struct {
-	Mode         string   `yaml:"mode"` // tunnel | transport
-	LocalTS      []string `yaml:"local_ts"`
-	RemoteTS     []string `yaml:"remote_ts"`
-	ESPProposals []string `yaml:"esp_proposals"`
-	AHProposals  []string `yaml:"ah_proposals"`
-	ReplayWindow *int     `yaml:"replay_window"`
-	RekeyTime    Duration `yaml:"rekey_time"`
-	LifeTime     Duration `yaml:"life_time"`
-	StartAction  string   `yaml:"start_action"` // start | trap | none
-	Manual       *Manual  `yaml:"manual"`
+	Mode         string    `yaml:"mode"` // tunnel | transport
+	LocalTS      []string  `yaml:"local_ts"`
+	RemoteTS     []string  `yaml:"remote_ts"`
+	ESPProposals []string  `yaml:"esp_proposals"`
+	AHProposals  []string  `yaml:"ah_proposals"`
+	ReplayWindow *int      `yaml:"replay_window"`
+	RekeyTime    Duration  `yaml:"rekey_time"`
+	LifeTime     Duration  `yaml:"life_time"`
+	RandTime     *Duration `yaml:"rand_time"`
+	RekeyBytes   uint64    `yaml:"rekey_bytes"`
+	LifeBytes    uint64    `yaml:"life_bytes"`
+	RandBytes    *uint64   `yaml:"rand_bytes"`
+	RekeyPackets uint64    `yaml:"rekey_packets"`
+	LifePackets  uint64    `yaml:"life_packets"`
+	RandPackets  *uint64   `yaml:"rand_packets"`
+	StartAction  string    `yaml:"start_action"` // start | trap | none
+	DPDAction    string    `yaml:"dpd_action"`   // clear | trap | restart
+	CloseAction  string    `yaml:"close_action"` // none | trap | start
+	Manual       *Manual   `yaml:"manual"`
 
 	// LocalPrefixes and RemotePrefixes are LocalTS and RemoteTS parsed;
 	// empty when the selector is "dynamic" (the IKE addresses).
@@ -153,6 +167,18 @@ type Daemon struct {
 	User string `yaml:"user"`
 	// Group is the group it switches to; empty: the user's primary group.
 	Group string `yaml:"group"`
+}
+
+// IKE holds settings of all IKE SAs, as strongswan.conf's charon section
+// does: the retransmission of requests, which also bounds how long a dead
+// peer goes unnoticed.
+type IKE struct {
+	// RetransmitTimeout is the wait for the first answer; each
+	// retransmission waits 1.8 times longer than the one before.
+	RetransmitTimeout Duration `yaml:"retransmit_timeout"`
+	// RetransmitTries is how many retransmissions are sent before the
+	// peer is given up.
+	RetransmitTries int `yaml:"retransmit_tries"`
 }
 
 // Log is the daemon's logging (strongswan.conf's charondebug, in zap's
@@ -291,6 +317,9 @@ func (v *validator) validate() error {
 	if err := v.tun(); err != nil {
 		return err
 	}
+	if t := v.c.IKE.RetransmitTries; t < 0 || t > 20 {
+		return v.errorf("ike.retransmit_tries", "want 0 (the default, 5) to 20, got %d", t)
+	}
 	if err := v.log(); err != nil {
 		return err
 	}
@@ -398,6 +427,12 @@ func (v *validator) connection(p string, c *Connection) error {
 	if c.FragmentSize != 0 && (c.FragmentSize < MinFragmentSize || c.FragmentSize > MaxFragmentSize) {
 		return v.errorf(p+".fragment_size", "want %d to %d octets (a whole IP datagram), or 0 for %d, got %d",
 			MinFragmentSize, MaxFragmentSize, DefaultFragmentSize, c.FragmentSize)
+	}
+	if c.KeyingTries != nil && *c.KeyingTries < 0 {
+		return v.errorf(p+".keyingtries", "want 0 (until it works) or more, got %d", *c.KeyingTries)
+	}
+	if c.RandTime != nil && c.RekeyTime > 0 && *c.RandTime >= c.RekeyTime {
+		return v.errorf(p+".rand_time", "want less than rekey_time (%v), got %v", c.RekeyTime.D(), c.RandTime.D())
 	}
 	if len(c.Children) == 0 {
 		return v.errorf(p+".children", "a connection needs at least one child")
@@ -528,6 +563,15 @@ func (v *validator) child(p string, conn *Connection, ch *Child) error {
 	}
 	if ch.StartAction, ok = oneOf(ch.StartAction, "none", "start", "trap", "none"); !ok {
 		return v.errorf(p+".start_action", "want %s, got %q", want("start", "trap", "none"), ch.StartAction)
+	}
+	if ch.DPDAction, ok = oneOf(ch.DPDAction, "clear", "clear", "trap", "restart"); !ok {
+		return v.errorf(p+".dpd_action", "want %s, got %q", want("clear", "trap", "restart"), ch.DPDAction)
+	}
+	if ch.CloseAction, ok = oneOf(ch.CloseAction, "none", "none", "trap", "start"); !ok {
+		return v.errorf(p+".close_action", "want %s, got %q", want("none", "trap", "start"), ch.CloseAction)
+	}
+	if err := ch.checkLifetimes(); err != nil {
+		return v.errorf(p+"."+err.key, "%s", err.msg)
 	}
 	var err error
 	if ch.LocalPrefixes, err = parseTS(ch.LocalTS); err != nil {

@@ -143,7 +143,9 @@ func rekeyTime(d config.Duration, def time.Duration) time.Duration {
 func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 	where := "connections." + name
 	out := &ike.Connection{Name: name, RemotePort: c.RemotePort, Encap: c.Encap, DPDDelay: time.Duration(c.DPDDelay),
-		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), LocalID: c.Local.ID, RemoteID: c.Remote.ID}
+		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), OverTime: optDuration(c.OverTime), RandTime: optDuration(c.RandTime),
+		ReauthTime: time.Duration(c.ReauthTime), KeyingTries: keyingTries(c.KeyingTries),
+		LocalID: c.Local.ID, RemoteID: c.Remote.ID}
 	out.Fragmentation, out.FragmentSize = c.Fragmentation, c.FragmentSize
 	if err := ikeAuth(where, c, out); err != nil {
 		return nil, err
@@ -182,7 +184,9 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 			continue
 		}
 		cw := where + ".children." + chName
-		oc := &ike.Child{Name: chName, Mode: sad.Tunnel, StartAction: ch.StartAction, RekeyTime: rekeyTime(ch.RekeyTime, childRekeyTime)}
+		oc := &ike.Child{Name: chName, Mode: sad.Tunnel, StartAction: ch.StartAction, RekeyTime: rekeyTime(ch.RekeyTime, childRekeyTime),
+			LifeTime: time.Duration(ch.LifeTime), RandTime: optDuration(ch.RandTime), DPDAction: ch.DPDAction, CloseAction: ch.CloseAction}
+		childVolumes(oc, ch)
 		if ch.Mode == "transport" {
 			oc.Mode = sad.Transport
 		}
@@ -352,15 +356,17 @@ func (d *Daemon) startIKE() error {
 		s.plain = conn
 	}
 	m, err := ike.NewManager(s.cfg, ike.Options{
-		Log:          log,
-		Transport:    &ikeTransport{natt: d.conn, plain: s.plain},
-		Installer:    &ikeInstaller{e: d.Engine},
-		PlainIKE:     plain,
-		NATTPort:     d.conn.LocalAddr().Port(),
-		FirstChildID: sad.ChildID(len(d.statics) + 1),
-		LocalAddr:    sourceAddr,
-		KeyHook:      s.keyHook,
-		Observer:     s.counters,
+		Log:               log,
+		Transport:         &ikeTransport{natt: d.conn, plain: s.plain},
+		Installer:         &ikeInstaller{e: d.Engine},
+		PlainIKE:          plain,
+		NATTPort:          d.conn.LocalAddr().Port(),
+		FirstChildID:      sad.ChildID(len(d.statics) + 1),
+		LocalAddr:         sourceAddr,
+		KeyHook:           s.keyHook,
+		RetransmitTimeout: time.Duration(d.cfg.IKE.RetransmitTimeout),
+		RetransmitTries:   d.cfg.IKE.RetransmitTries,
+		Observer:          s.counters,
 	})
 	if err != nil {
 		if s.plain != nil {
@@ -489,7 +495,7 @@ func negotiated(c *ike.ChildSA) (*dataplane.NegotiatedChild, error) {
 	if len(sels) == 0 {
 		return nil, fmt.Errorf("selectors %v === %v give no policy", c.Local, c.Remote)
 	}
-	nc := &dataplane.NegotiatedChild{ID: c.ID, Mode: c.Mode, Selectors: sels, Peer: c.Peer, In: &c.In, Out: &c.Out}
+	nc := &dataplane.NegotiatedChild{ID: c.ID, Mode: c.Mode, Selectors: sels, Peer: c.Peer, In: &c.In, Out: &c.Out, Lifetime: c.Lifetime}
 	if c.Mode == sad.Transport {
 		nc.InnerLocal, nc.InnerRemote = c.Local[0].Start, c.Remote[0].Start
 	}

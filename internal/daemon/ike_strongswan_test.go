@@ -330,12 +330,18 @@ func TestIKEStrongSwanNegative(t *testing.T) {
 }
 
 // rekeyYAML is the goipsec child's rekey_time line (the connection's goes
-// in through the child's indentation being YAML too: see startSWPair).
+// in through the child's indentation being YAML too: see startSWPair),
+// with a life_time of twice that, as charon's in these tests, so that a
+// slow answer of charon's does not let the Child SA expire.
 func rekeyYAML(tc swCase) string {
 	if tc.goChildRekey == "" {
 		return ""
 	}
-	return "        rekey_time: " + tc.goChildRekey + "\n"
+	d, err := time.ParseDuration(tc.goChildRekey)
+	if err != nil {
+		panic(err)
+	}
+	return "        rekey_time: " + tc.goChildRekey + "\n        life_time: " + (2 * d).String() + "\n"
 }
 
 // TestIKEStrongSwanRekey runs an echoed TCP transfer through the tunnel

@@ -36,6 +36,8 @@ type ikeTestPeer struct {
 	psk              string
 	ikeRekey         string // rekey_time of the IKE SA, "" unset
 	childRekey       string // rekey_time of the Child SA, "" unset
+	childLife        string // life_time of the Child SA, "" unset
+	childExtra       string // more YAML lines under the child
 }
 
 func (p ikeTestPeer) yaml() string {
@@ -54,6 +56,10 @@ func (p ikeTestPeer) yaml() string {
 	if p.childRekey != "" {
 		fmt.Fprintf(&b, "        rekey_time: %s\n", p.childRekey)
 	}
+	if p.childLife != "" {
+		fmt.Fprintf(&b, "        life_time: %s\n", p.childLife)
+	}
+	b.WriteString(p.childExtra)
 	fmt.Fprintf(&b, "secrets:\n  link: {id: [a.example.org, b.example.org], secret: %q}\n", p.psk)
 	fmt.Fprintf(&b, "tun:\n  mode: netstack\n  addresses: [%s/24]\ncontrol:\n  socket: \"-\"\n", p.tunAddr)
 	return b.String()
@@ -373,10 +379,10 @@ func TestIKEDaemonRekeyStream(t *testing.T) {
 	pa, pb := freeUDPPort(t), freeUDPPort(t)
 	a := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pa, remotePort: pb, ike: "aes128gcm16-prfsha256-x25519", esp: "aes128gcm16-x25519",
 		id: "a.example.org", peerID: "b.example.org", tunAddr: "10.98.0.1", peerTun: "10.98.0.2", start: "start", psk: "k",
-		ikeRekey: "5s", childRekey: "2s"}
+		ikeRekey: "5s", childRekey: "2s", childLife: "5s"}
 	b := ikeTestPeer{addr: "127.0.0.1", remote: "127.0.0.1", port: pb, remotePort: pa, ike: a.ike, esp: a.esp,
 		id: "b.example.org", peerID: "a.example.org", tunAddr: "10.98.0.2", peerTun: "10.98.0.1", start: "none", psk: "k",
-		ikeRekey: "5s", childRekey: "2s"}
+		ikeRekey: "5s", childRekey: "2s", childLife: "5s"}
 	p := startDaemons(t, a, b)
 	waitChild(t, p.a, true)
 	waitChild(t, p.b, true)

@@ -96,7 +96,13 @@ func runDaemon(t *testing.T, name string, ns *netns, config string, uid int) *pr
 	if err := os.Chown(ctl, uid, uid); err != nil {
 		t.Fatal(err)
 	}
-	config += "control:\n  socket: " + filepath.Join(ctl, "goipsec.sock") + "\n"
+	sock := "  socket: " + filepath.Join(ctl, "goipsec.sock") + "\n"
+	if i := strings.Index(config, "\ncontrol:\n"); i >= 0 {
+		// The configuration has a control section of its own (metrics).
+		config = config[:i+len("\ncontrol:\n")] + sock + config[i+len("\ncontrol:\n"):]
+	} else {
+		config += "control:\n" + sock
+	}
 	file := filepath.Join(dir, name+".yaml")
 	writeReadable(t, file, config)
 	var argv []string
