@@ -16,6 +16,9 @@ const (
 	ImplWireguardGo = "wireguard-go" // golang.zx2c4.com/wireguard over TUN, configured with wg
 	ImplStrongSwan  = "strongswan"   // strongSwan's charon with kernel-libipsec (IKEv2, PSK)
 	ImplPlain       = "plain"        // the bare veth: the traffic generator's ceiling
+	// ImplBaseline is a second goipsec binary (E2EConfig.Baseline), run
+	// beside the first so that before and after are measured in one run.
+	ImplBaseline = "goipsec-base"
 )
 
 // CompareImpls are the implementations --compare accepts, in display
@@ -23,7 +26,7 @@ const (
 var CompareImpls = []string{ImplWireguardGo, ImplStrongSwan, ImplPlain}
 
 // allImpls is the display order of every implementation.
-var allImpls = []string{ImplPlain, ImplGoipsec, ImplWireguardGo, ImplStrongSwan}
+var allImpls = []string{ImplPlain, ImplGoipsec, ImplBaseline, ImplWireguardGo, ImplStrongSwan}
 
 // Defaults of E2EConfig.
 const (
@@ -175,6 +178,14 @@ type E2EConfig struct {
 	Warmup time.Duration
 	// Goipsec is the goipsec binary run at both ends (goipsec run -c).
 	Goipsec string
+	// Baseline, if set, is another goipsec binary (an older build, say)
+	// measured beside Goipsec as ImplBaseline, on its own TUN devices,
+	// port and inner addresses.
+	Baseline string
+	// ProfileDir, if set, is where both goipsec daemons (not the
+	// baseline's) write a CPU profile of the whole run (goipsec run
+	// --cpuprofile): goipsec-left.pprof and goipsec-right.pprof.
+	ProfileDir string
 	// Version is goipsec's version, for the report.
 	Version string
 	// WireguardGo is the wireguard-go binary; empty: wireguard-go on
@@ -215,9 +226,12 @@ func (c *E2EConfig) Tests() []E2ETest {
 }
 
 // Impls lists the implementations of the run in display order: plain
-// (always), goipsec, then those of Compare.
+// (always), goipsec, the baseline goipsec if set, then those of Compare.
 func (c *E2EConfig) Impls() []string {
 	out := []string{ImplPlain, ImplGoipsec}
+	if c.Baseline != "" {
+		out = append(out, ImplBaseline)
+	}
 	for _, n := range c.Compare {
 		if !slices.Contains(out, n) {
 			out = append(out, n)

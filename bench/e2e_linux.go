@@ -37,6 +37,7 @@ const (
 var e2eInner = map[string][2]netip.Addr{
 	ImplPlain:       {netip.MustParseAddr(leftUnder), netip.MustParseAddr(rightUnder)},
 	ImplGoipsec:     {netip.MustParseAddr("10.201.0.1"), netip.MustParseAddr("10.201.0.2")},
+	ImplBaseline:    {netip.MustParseAddr("10.204.0.1"), netip.MustParseAddr("10.204.0.2")},
 	ImplWireguardGo: {netip.MustParseAddr("10.202.0.1"), netip.MustParseAddr("10.202.0.2")},
 	ImplStrongSwan:  {netip.MustParseAddr("10.203.0.1"), netip.MustParseAddr("10.203.0.2")},
 }
@@ -91,6 +92,9 @@ func runE2E(ctx context.Context, cfg *E2EConfig) (rep *E2EReport, err error) {
 			Topology: []string{
 				fmt.Sprintf("namespaces left and right, veth %s/%s - %s/%s; inner addresses: goipsec 10.201.0.1 -> .2, wireguard-go 10.202.0.1 -> .2, strongSwan 10.203.0.1 -> .2", leftUnder, underBits, rightUnder, underBits),
 			}},
+	}
+	if cfg.Baseline != "" {
+		rep.Settings.Topology[0] += ", goipsec-base 10.204.0.1 -> .2"
 	}
 	defer func() { rep.Elapsed = time.Since(rep.Started) }()
 	if la := strings.Fields(rep.Machine.LoadAvg); len(la) > 0 {
@@ -158,7 +162,9 @@ func runE2E(ctx context.Context, cfg *E2EConfig) (rep *E2EReport, err error) {
 		case ImplPlain:
 			ep, err = setupPlain(env, im)
 		case ImplGoipsec:
-			ep, err = setupGoipsec(ctx, env, im, exe)
+			ep, err = setupGoipsec(ctx, env, im, ImplGoipsec, exe)
+		case ImplBaseline:
+			ep, err = setupGoipsec(ctx, env, im, ImplBaseline, cfg.Baseline)
 		case ImplWireguardGo:
 			ep, err = setupWireguardGo(ctx, env, im, wgBin)
 		case ImplStrongSwan:
@@ -367,13 +373,14 @@ func (k goipsecKeys) yaml() string {
 }
 
 // goipsecConfig is one end's configuration: a tunnel between the inner
-// addresses with static keys, on a kernel TUN device.
-func goipsecConfig(t Transform, local, remote string, inner, peerInner netip.Addr, in, out goipsecKeys, socket string) string {
+// addresses with static keys, on the kernel TUN device tunName, ESP in
+// UDP on port.
+func goipsecConfig(t Transform, local, remote string, port int, tunName string, inner, peerInner netip.Addr, in, out goipsecKeys, socket string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# goipsec bench e2e: %s end\n", local)
 	fmt.Fprintf(&b, "connections:\n  bench:\n")
 	fmt.Fprintf(&b, "    local_addrs: [%s]\n    remote_addrs: [%s]\n", local, remote)
-	fmt.Fprintf(&b, "    local_port: %d\n    remote_port: %d\n", goipsecPort, goipsecPort)
+	fmt.Fprintf(&b, "    local_port: %d\n    remote_port: %d\n", port, port)
 	fmt.Fprintf(&b, "    children:\n      bench:\n        mode: tunnel\n")
 	fmt.Fprintf(&b, "        local_ts: [%s]\n        remote_ts: [%s]\n", inner, peerInner)
 	fmt.Fprintf(&b, "        manual:\n          proto: esp\n          enc: %s\n", t.enc.Name)
@@ -381,15 +388,23 @@ func goipsecConfig(t Transform, local, remote string, inner, peerInner netip.Add
 		fmt.Fprintf(&b, "          integ: %s\n", t.integ.Name)
 	}
 	fmt.Fprintf(&b, "          in:  %s\n          out: %s\n", in.yaml(), out.yaml())
-	fmt.Fprintf(&b, "tun:\n  mode: kernel\n  name: goipsec0\n  addresses: [%s/24]\n", inner)
+	fmt.Fprintf(&b, "tun:\n  mode: kernel\n  name: %s\n  addresses: [%s/24]\n", tunName, inner)
 	fmt.Fprintf(&b, "control:\n  socket: %s\n", socket)
 	return b.String()
 }
 
-func setupGoipsec(ctx context.Context, env *e2eEnv, im *E2EImpl, exe string) (*endpoint, error) {
+// setupGoipsec runs the goipsec binary exe at both ends as implementation
+// impl: ImplGoipsec (port goipsecPort, TUN goipsec0) or ImplBaseline (the
+// next port, TUN goipsec1).
+func setupGoipsec(ctx context.Context, env *e2eEnv, im *E2EImpl, impl, exe string) (*endpoint, error) {
 	t := env.cfg.Transform
+	port, tunName := goipsecPort, "goipsec0"
 	im.Version = env.cfg.Version
-	im.Setup = fmt.Sprintf("goipsec run at both ends, static keys, ESP %s in UDP %d, kernel TUN goipsec0 (%s)", t.Name, goipsecPort, exe)
+	if impl == ImplBaseline {
+		port, tunName = goipsecPort+1, "goipsec1"
+		im.Version = goipsecVersion(exe)
+	}
+	im.Setup = fmt.Sprintf("goipsec run at both ends, static keys, ESP %s in UDP %d, kernel TUN %s (%s)", t.Name, port, tunName, exe)
 	keys := func(spi uint32) goipsecKeys {
 		k := goipsecKeys{spi: spi, key: randBytes(t.enc.KeyLen())}
 		if t.integ != nil {
@@ -398,7 +413,7 @@ func setupGoipsec(ctx context.Context, env *e2eEnv, im *E2EImpl, exe string) (*e
 		return k
 	}
 	lr, rl := keys(0x1000_0000|uint32(randBytes(1)[0])), keys(0x2000_0000|uint32(randBytes(1)[0]))
-	a := e2eInner[ImplGoipsec]
+	a := e2eInner[impl]
 	var procs [2]*netlab.Proc
 	for i, side := range []struct {
 		ns            *netlab.Netns
@@ -409,12 +424,16 @@ func setupGoipsec(ctx context.Context, env *e2eEnv, im *E2EImpl, exe string) (*e
 		{env.left, leftUnder, rightUnder, a[0], a[1], rl, lr},
 		{env.right, rightUnder, leftUnder, a[1], a[0], lr, rl},
 	} {
-		file := filepath.Join(env.dir, "goipsec-"+side.ns.Role+".yaml")
-		sock := filepath.Join(env.dir, "goipsec-"+side.ns.Role+".sock")
-		if err := os.WriteFile(file, []byte(goipsecConfig(t, side.local, side.remote, side.inner, side.peer, side.in, side.out, sock)), 0o600); err != nil {
+		file := filepath.Join(env.dir, impl+"-"+side.ns.Role+".yaml")
+		sock := filepath.Join(env.dir, impl+"-"+side.ns.Role+".sock")
+		if err := os.WriteFile(file, []byte(goipsecConfig(t, side.local, side.remote, port, tunName, side.inner, side.peer, side.in, side.out, sock)), 0o600); err != nil {
 			return nil, err
 		}
-		p, err := env.lab.Start("goipsec "+side.ns.Role, nil, 5*time.Second, side.ns.Cmdline(exe, "run", "-c", file, "--log-level", "info")...)
+		args := []string{exe, "run", "-c", file, "--log-level", "info"}
+		if env.cfg.ProfileDir != "" && impl == ImplGoipsec { // a baseline may predate --cpuprofile
+			args = append(args, "--cpuprofile", filepath.Join(env.cfg.ProfileDir, impl+"-"+side.ns.Role+".pprof"))
+		}
+		p, err := env.lab.Start(impl+" "+side.ns.Role, nil, 5*time.Second, side.ns.Cmdline(args...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -423,7 +442,18 @@ func setupGoipsec(ctx context.Context, env *e2eEnv, im *E2EImpl, exe string) (*e
 			return nil, fmt.Errorf("%w:\n%s", err, tail(p.Output(), 2000))
 		}
 	}
-	return &endpoint{info: im, src: a[0], dst: a[1], leftProc: procs[0], rightProc: procs[1], dev: "goipsec0"}, nil
+	return &endpoint{info: im, src: a[0], dst: a[1], leftProc: procs[0], rightProc: procs[1], dev: tunName}, nil
+}
+
+// goipsecVersion asks a goipsec binary for its version ("" if it cannot
+// tell).
+func goipsecVersion(exe string) string {
+	out, err := exec.Command(exe, "version").Output()
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimPrefix(strings.TrimSpace(first), "goipsec ")
 }
 
 // wireguardGoCache is where a wireguard-go built by bench e2e is kept.

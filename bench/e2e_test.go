@@ -83,6 +83,11 @@ func TestE2EConfig(t *testing.T) {
 	if got := c.Impls(); !slices.Equal(got, []string{ImplPlain, ImplGoipsec, ImplWireguardGo, ImplStrongSwan}) {
 		t.Errorf("Impls = %v", got)
 	}
+	withBase := c
+	withBase.Baseline = "/tmp/goipsec-old"
+	if got := withBase.Impls(); !slices.Equal(got, []string{ImplPlain, ImplGoipsec, ImplBaseline, ImplWireguardGo, ImplStrongSwan}) {
+		t.Errorf("Impls with a baseline = %v", got)
+	}
 	for _, mod := range []func(*E2EConfig){
 		func(c *E2EConfig) { c.Reps = 0 },
 		func(c *E2EConfig) { c.Duration = 0 },

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/goipsec/goipsec/internal/packet"
+	"github.com/goipsec/goipsec/internal/xform"
 )
 
 // Mode is the IPsec mode of an SA.
@@ -42,6 +43,65 @@ func (sa *SA) EncapTunnel(buf []byte, off, end int) (start, newEnd int, err erro
 		return 0, 0, err
 	}
 	return sa.Seal(buf, off, end, nh)
+}
+
+// EncapTunnelTo is EncapTunnel writing the ESP packet to dst, from its
+// first byte, instead of in place: so that a batch of packets can be
+// sealed back to back into one buffer (one iovec for a whole UDP GSO
+// send). The IP packet is src[off:end]; src needs no headroom, but its
+// capacity must leave TrailerLen()+ScratchLen bytes after end (the
+// trailer is written there before encryption, and the scratch space is
+// taken there too). dst must hold Overhead(end-off)+end-off bytes. It
+// returns the ESP packet's length. The combined-mode ciphers (AES-GCM,
+// ChaCha20-Poly1305) encrypt straight from src into dst; the others seal
+// in place, which needs Headroom() before off, and copy.
+func (sa *SA) EncapTunnelTo(dst, src []byte, off, end int) (int, error) {
+	if off < 0 || end < off || end > cap(src) {
+		return 0, ErrNoRoom
+	}
+	nh, err := innerProto(src[:cap(src)][off:end])
+	if err != nil {
+		return 0, err
+	}
+	if sa.Overhead(end-off)+end-off > len(dst) {
+		return 0, ErrNoRoom
+	}
+	if sa.aead == nil || sa.enc.Kind == xform.KindGMAC {
+		start, e, err := sa.Seal(src, off, end, nh)
+		if err != nil {
+			return 0, err
+		}
+		return copy(dst, src[start:e]), nil
+	}
+	src = src[:cap(src)]
+	pad := sa.padLen(end - off)
+	ctEnd := end + pad + 2
+	total := sa.hdrLen + ctEnd - off + sa.icvLen
+	if ctEnd+ScratchLen > len(src) {
+		return 0, ErrNoRoom
+	}
+	seq, err := sa.nextSeq(1)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i < pad; i++ {
+		src[end+i] = byte(i + 1)
+	}
+	src[end+pad] = byte(pad)
+	src[end+pad+1] = nh
+	hdr := dst[:sa.hdrLen]
+	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
+	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
+	iv := hdr[HeaderLen:]
+	binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
+	scratch := src[ctEnd : ctEnd+ScratchLen]
+	nonce := scratch[:12]
+	copy(nonce, sa.salt[:])
+	copy(nonce[4:], iv)
+	aad := sa.aad(hdr, scratch[12:24], seq)
+	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen], nonce, src[off:ctEnd], aad)
+	clear(scratch)
+	return total, nil
 }
 
 func innerProto(pkt []byte) (uint8, error) {

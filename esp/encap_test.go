@@ -3,13 +3,16 @@ package esp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
 	"github.com/goipsec/goipsec/internal/packet"
+	"github.com/goipsec/goipsec/internal/xform"
 )
 
 // mkUDP4 builds an IPv4/UDP packet (with IP options when opts is set).
@@ -177,5 +180,69 @@ func TestTransportTooBig(t *testing.T) {
 	}
 	if got := int(packet.IPv4(buf[s:e]).TotalLength()); got != e-s || got > 65535 {
 		t.Fatalf("total length %d for %d bytes", got, e-s)
+	}
+}
+
+// TestEncapTunnelTo: sealing into another buffer gives the same ESP packet
+// as sealing in place with the same sequence number (byte for byte where
+// the IV is the sequence number), it opens, and buffers too small are
+// refused.
+func TestEncapTunnelTo(t *testing.T) {
+	for _, s := range suites {
+		for _, esn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/esn=%v", s, esn), func(t *testing.T) {
+				out, twin := newPair(t, s, esn, 0)
+				for _, n := range []int{0, 1, 13, 64, 1400} {
+					pkt := mkUDP4(t, bytes.Repeat([]byte{byte(n)}, n), false)
+					// In place, on the twin (same keys, own counter).
+					buf, off, end := bufWith(pkt)
+					start, pend, err := twin.EncapTunnel(buf, off, end)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := slices.Clone(buf[start:pend])
+					// Into dst, from a source without headroom for the
+					// combined modes.
+					srcOff := 0
+					if out.aead == nil || out.enc.Kind == xform.KindGMAC {
+						srcOff = out.Headroom()
+					}
+					src := make([]byte, srcOff+len(pkt), srcOff+len(pkt)+out.TrailerLen()+ScratchLen)
+					copy(src[srcOff:], pkt)
+					dst := make([]byte, out.Overhead(len(pkt))+len(pkt)+7)
+					got, err := out.EncapTunnelTo(dst, src, srcOff, srcOff+len(pkt))
+					if err != nil {
+						t.Fatalf("%d bytes: %v", n, err)
+					}
+					if got != len(want) {
+						t.Fatalf("%d bytes: length %d, in place %d", n, got, len(want))
+					}
+					if out.block == nil && !bytes.Equal(dst[:got], want) {
+						t.Errorf("%d bytes: differs from the in-place seal", n)
+					}
+					// Opens to the packet.
+					ob, o2, oe := bufWith(dst[:got])
+					s2, e2, err := twin.DecapTunnel(ob, o2, oe)
+					if err != nil {
+						t.Fatalf("%d bytes: open: %v", n, err)
+					}
+					if !bytes.Equal(ob[s2:e2], pkt) {
+						t.Errorf("%d bytes: opened to something else", n)
+					}
+				}
+				pkt := mkUDP4(t, make([]byte, 100), false)
+				src := make([]byte, out.Headroom()+len(pkt), out.Headroom()+len(pkt)+out.TrailerLen()+ScratchLen)
+				copy(src[out.Headroom():], pkt)
+				short := make([]byte, out.Overhead(len(pkt))+len(pkt)-1)
+				if _, err := out.EncapTunnelTo(short, src, out.Headroom(), len(src)); !errors.Is(err, ErrNoRoom) {
+					t.Errorf("dst one byte short: %v", err)
+				}
+				copy(src[out.Headroom():], pkt)
+				tight := slices.Clip(src)
+				if _, err := out.EncapTunnelTo(make([]byte, 2048), tight, out.Headroom(), len(tight)); !errors.Is(err, ErrNoRoom) {
+					t.Errorf("source without tailroom: %v", err)
+				}
+			})
+		}
 	}
 }

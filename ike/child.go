@@ -46,6 +46,8 @@ type childSA struct {
 	weInit     bool      // we initiated the exchange that made the SA
 	rekeyTimer Timer     // rekey_time
 	lifeTimer  Timer     // life_time
+	rekeyAt    time.Time // when rekeyTimer fires (listings)
+	expireAt   time.Time // when lifeTimer fires (listings)
 	takenOver  bool      // replaced by a reauthentication, graceTimer the fallback
 	graceTimer Timer     // removal of a replaced SA's inbound SA
 	switchTmr  Timer     // fallback switch of a pending outbound SA

@@ -155,10 +155,14 @@ func hardTimeMargin(life time.Duration) time.Duration {
 // jitter) and its deletion at life_time.
 func (sa *ikeSA) armRekey(c *childSA) {
 	rekey, life, rnd := c.cfg.timeLimits()
+	now := sa.m.clock.Now()
 	if rekey > 0 {
-		c.rekeyTimer = sa.m.after(randomLess(rekey, rnd), func() { c.ike.rekeyChild(c, "rekey_time") })
+		d := randomLess(rekey, rnd)
+		c.rekeyAt = now.Add(d)
+		c.rekeyTimer = sa.m.after(d, func() { c.ike.rekeyChild(c, "rekey_time") })
 	}
 	if life > 0 {
+		c.expireAt = now.Add(life)
 		c.lifeTimer = sa.m.after(life, func() { c.ike.expireChild(c, "life_time") })
 	}
 }
@@ -229,19 +233,22 @@ func (sa *ikeSA) armIKERekey() {
 	}
 	rekey, over, rnd := sa.conn.ikeTimes()
 	reauth := max(sa.conn.ReauthTime, 0)
+	now := sa.m.clock.Now()
 	if rekey > 0 {
-		sa.rekeyTimer = sa.m.after(randomLess(rekey, rnd), func() { sa.rekeyIKE("rekey_time") })
+		d := randomLess(rekey, rnd)
+		sa.rekeyAt = now.Add(d)
+		sa.rekeyTimer = sa.m.after(d, func() { sa.rekeyIKE("rekey_time") })
 	}
 	if reauth > 0 {
 		// A rekey does not authenticate again: the new IKE SA keeps
 		// the old one's time, as strongSwan's do.
-		now := sa.m.clock.Now()
 		if sa.reauthAt.IsZero() {
 			sa.reauthAt = now.Add(randomLess(reauth, rnd))
 		}
 		sa.reauthTimer = sa.m.after(max(sa.reauthAt.Sub(now), 0), sa.reauth)
 	}
 	if life := max(rekey, reauth); life > 0 && over > 0 {
+		sa.expireAt = now.Add(life + over)
 		sa.lifeTimer = sa.m.after(life+over, func() {
 			if sa.state != stateEstablished || sa.rekeyedTo != nil {
 				return

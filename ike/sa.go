@@ -101,6 +101,8 @@ type ikeSA struct {
 	reauthOf      *ikeSA       // the IKE SA this one reauthenticates
 	reauthTo      *ikeSA       // the IKE SA reauthenticating this one
 	reauthAt      time.Time    // when reauth_time is up (kept across IKE SA rekeys)
+	rekeyAt       time.Time    // when rekey_time is up (listings)
+	expireAt      time.Time    // when the IKE SA is deleted unless replaced (listings)
 	ikeRekey      *ikeRekeyNeg // our IKE SA rekey in flight
 	rekeyedTo     *ikeSA       // the IKE SA that replaced this one
 	peerRekeyed   *ikeSA       // the peer's new IKE SA while ours is in flight (collision)

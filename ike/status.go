@@ -24,7 +24,10 @@ type IKESAStatus struct {
 	// Proposal is the negotiated IKE proposal, strongSwan-style.
 	Proposal    string
 	Established time.Time
-	Children    []ChildSAStatus
+	// RekeyAt, ReauthAt and ExpireAt are when rekey_time, reauth_time and
+	// the hard end (+ over_time) are up; zero when not scheduled.
+	RekeyAt, ReauthAt, ExpireAt time.Time
+	Children                    []ChildSAStatus
 }
 
 // ChildSAStatus describes one Child SA for listings.
@@ -37,6 +40,9 @@ type ChildSAStatus struct {
 	// LocalTS and RemoteTS are the negotiated traffic selectors.
 	LocalTS, RemoteTS []string
 	Established       time.Time
+	// RekeyAt and ExpireAt are when rekey_time and life_time are up; zero
+	// when not scheduled.
+	RekeyAt, ExpireAt time.Time
 }
 
 // IKESAs lists the IKE SAs with their Child SAs, oldest first.
@@ -46,7 +52,7 @@ func (m *Manager) IKESAs() []IKESAStatus {
 	var out []IKESAStatus
 	for _, sa := range m.sortedSAs() {
 		st := IKESAStatus{Serial: sa.serial, State: sa.state.String(), Initiator: sa.initiator, SPIi: sa.spiI, SPIr: sa.spiR,
-			Remote: sa.remote, NATT: sa.natt, Established: sa.estab}
+			Remote: sa.remote, NATT: sa.natt, Established: sa.estab, RekeyAt: sa.rekeyAt, ReauthAt: sa.reauthAt, ExpireAt: sa.expireAt}
 		if sa.conn != nil {
 			st.Connection = sa.conn.Name
 		}
@@ -58,7 +64,7 @@ func (m *Manager) IKESAs() []IKESAStatus {
 		}
 		for _, c := range sa.children {
 			cs := ChildSAStatus{Name: c.cfg.FullName(), ID: c.id, SPIIn: c.spiIn, SPIOut: c.spiOut, Mode: c.mode,
-				Proposal: c.proposal, Established: c.established}
+				Proposal: c.proposal, Established: c.established, RekeyAt: c.rekeyAt, ExpireAt: c.expireAt}
 			for _, s := range c.local {
 				cs.LocalTS = append(cs.LocalTS, s.String())
 			}

@@ -5,6 +5,15 @@ import (
 	"net/netip"
 )
 
+// DefaultTxQueueLen is the transmit queue length a TUN device read by the
+// daemon is given, up from the kernel's 500: a sender on the host can
+// queue packets faster than the daemon reads them one per system call
+// while it waits for a CPU, and every packet beyond the queue is dropped.
+// On two busy CPUs, 64-byte UDP at full speed lost 41% of its packets at a
+// 500-packet queue and 2% at 4096. TCP is not affected: its senders keep
+// only a few (super-)packets queued (TCP small queues).
+const DefaultTxQueueLen = 4096
+
 // Undo reverts one configuration step. A step that is already gone (for
 // example with its link) counts as undone.
 type Undo func() error
@@ -13,6 +22,9 @@ type Undo func() error
 type Config struct {
 	// MTU is the link MTU.
 	MTU int
+	// TxQueueLen is the link's transmit queue length in packets
+	// (DefaultTxQueueLen suits a TUN device read by a daemon).
+	TxQueueLen int
 	// Addresses are the link's own addresses with their on-link prefix
 	// (10.1.0.1/24).
 	Addresses []netip.Prefix

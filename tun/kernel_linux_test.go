@@ -115,6 +115,20 @@ func linkState(t *testing.T, ns, dev string) (up bool, mtu int) {
 	return up, int(l[0]["mtu"].(float64))
 }
 
+// txQueueLen returns dev's transmit queue length as ip(8) reports it.
+func txQueueLen(t *testing.T, ns, dev string) int {
+	t.Helper()
+	l := ipJSON(t, ns, "link", "show", "dev", dev)
+	if len(l) != 1 {
+		t.Fatalf("link %s: %v", dev, l)
+	}
+	q, ok := l[0]["txqlen"].(float64)
+	if !ok {
+		t.Fatalf("link %s: no txqlen in %v", dev, l[0])
+	}
+	return int(q)
+}
+
 // addrsOf lists the addresses of dev as prefixes, link-local ones left out.
 func addrsOf(t *testing.T, ns, dev string) []string {
 	t.Helper()
@@ -307,10 +321,12 @@ func TestKernelTUN(t *testing.T) {
 	if up, mtu := linkState(t, ns, name); up || mtu != 1400 {
 		t.Fatalf("new link: up=%v mtu=%d", up, mtu)
 	}
+	qlen0 := txQueueLen(t, ns, name)
 	cfg := Config{
-		MTU:       1380,
-		Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("fd77::1/64")},
-		Routes:    []netip.Prefix{netip.MustParsePrefix("10.78.0.0/16"), netip.MustParsePrefix("fd78::/48")},
+		MTU:        1380,
+		TxQueueLen: DefaultTxQueueLen,
+		Addresses:  []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("fd77::1/64")},
+		Routes:     []netip.Prefix{netip.MustParsePrefix("10.78.0.0/16"), netip.MustParsePrefix("fd78::/48")},
 	}
 	undo, err := Configure(name, cfg)
 	if err != nil {
@@ -321,6 +337,9 @@ func TestKernelTUN(t *testing.T) {
 	}
 	if m, err := dev.MTU(); err != nil || m != 1380 {
 		t.Errorf("dev.MTU() = %d, %v", m, err)
+	}
+	if q := txQueueLen(t, ns, name); q != DefaultTxQueueLen || qlen0 == DefaultTxQueueLen {
+		t.Errorf("transmit queue length %d (before: %d), want %d", q, qlen0, DefaultTxQueueLen)
 	}
 	if got, want := addrsOf(t, ns, name), []string{"10.77.0.1/24", "fd77::1/64"}; !slices.Equal(got, want) {
 		t.Errorf("addresses %v, want %v", got, want)
@@ -382,6 +401,9 @@ func TestKernelTUN(t *testing.T) {
 	if up, mtu := linkState(t, ns, name); up || mtu != 1400 {
 		t.Errorf("after undo: up=%v mtu=%d", up, mtu)
 	}
+	if q := txQueueLen(t, ns, name); q != qlen0 {
+		t.Errorf("transmit queue length after undo %d, want %d", q, qlen0)
+	}
 	if got := addrsOf(t, ns, name); len(got) != 0 {
 		t.Errorf("addresses after undo: %v", got)
 	}
@@ -440,6 +462,9 @@ func TestKernelConfigureRollback(t *testing.T) {
 	}
 	if _, err := l.SetMTU(0); err == nil {
 		t.Error("SetMTU(0) succeeded")
+	}
+	if _, err := l.SetTxQueueLen(0); err == nil {
+		t.Error("SetTxQueueLen(0) succeeded")
 	}
 	// Up on a link that is up already: the undo leaves it up.
 	u1, err := l.Up()

@@ -115,6 +115,54 @@ func (l *Link) setMTU(mtu uint32) error {
 	return l.c.Link.Set(&rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Index: l.index, Attributes: &rtnetlink.LinkAttributes{MTU: mtu}})
 }
 
+// SetTxQueueLen sets the link's transmit queue length in packets (for a
+// TUN device: how many packets wait for the reader before the kernel
+// drops); its Undo restores the previous length.
+func (l *Link) SetTxQueueLen(n int) (Undo, error) {
+	if n <= 0 || n > 1<<20 {
+		return nil, fmt.Errorf("tun: transmit queue length %d out of range", n)
+	}
+	m, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	var old uint32
+	if m.Attributes != nil && m.Attributes.TxQueueLen != nil {
+		old = *m.Attributes.TxQueueLen
+	}
+	if old == uint32(n) {
+		return func() error { return nil }, nil
+	}
+	if err := l.setTxQueueLen(uint32(n)); err != nil {
+		return nil, fmt.Errorf("tun: transmit queue length %d on %s: %w", n, l.name, err)
+	}
+	return func() error {
+		if old == 0 {
+			return nil
+		}
+		if err := l.setTxQueueLen(old); err != nil && !gone(err) {
+			return fmt.Errorf("tun: restoring transmit queue length %d on %s: %w", old, l.name, err)
+		}
+		return nil
+	}, nil
+}
+
+// setTxQueueLen sets the queue length with SIOCSIFTXQLEN: rtnetlink's
+// encoder leaves IFLA_TXQLEN out.
+func (l *Link) setTxQueueLen(n uint32) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(l.name)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint32(n)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFTXQLEN, ifr)
+}
+
 // AddAddress adds an address with its on-link prefix (10.1.0.1/24); its
 // Undo removes it. IPv6 addresses skip duplicate address detection.
 func (l *Link) AddAddress(p netip.Prefix) (Undo, error) {
@@ -345,8 +393,8 @@ func describeRule(m *rtnetlink.RuleMessage) string {
 	return "lookup main suppress_prefixlength 0"
 }
 
-// Configure applies cfg to the link called name in order (MTU, addresses,
-// up, routes, policy routing) and returns an undo that reverts exactly those
+// Configure applies cfg to the link called name in order (MTU, transmit
+// queue length, addresses, up, routes, policy routing) and returns an undo that reverts exactly those
 // steps, in reverse. On error, the steps already done are reverted. The
 // kernel makes new IPv6 addresses reachable a moment after the link comes
 // up (asynchronously, even without DAD).
@@ -365,6 +413,11 @@ func Configure(name string, cfg Config) (Undo, error) {
 	err = func() error {
 		if cfg.MTU != 0 {
 			if err := add(l.SetMTU(cfg.MTU)); err != nil {
+				return err
+			}
+		}
+		if cfg.TxQueueLen != 0 {
+			if err := add(l.SetTxQueueLen(cfg.TxQueueLen)); err != nil {
 				return err
 			}
 		}

@@ -26,6 +26,9 @@ func (l *Link) Up() (Undo, error) { return nil, ErrNotSupported }
 // SetMTU reports ErrNotSupported on this system.
 func (l *Link) SetMTU(mtu int) (Undo, error) { return nil, ErrNotSupported }
 
+// SetTxQueueLen reports ErrNotSupported on this system.
+func (l *Link) SetTxQueueLen(n int) (Undo, error) { return nil, ErrNotSupported }
+
 // AddAddress reports ErrNotSupported on this system.
 func (l *Link) AddAddress(p netip.Prefix) (Undo, error) { return nil, ErrNotSupported }
 

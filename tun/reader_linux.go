@@ -28,9 +28,12 @@ import (
 //     keeps the goroutine's P instead of inviting the scheduler to hand it
 //     to another thread.
 //
-// A packet that fits the first buffer is read straight into it, the
-// virtio-net header into the 10 bytes before offset; a TCP or UDP
-// super-packet (the device's TSO/USO offloads) is read whole and cut into
+// Every read is a plain read(2) into one buffer big enough for a
+// super-packet, whence a packet is copied to the first buffer: the copy
+// of a small packet costs less than the iovec handling of a readv(2) into
+// the caller's buffer (the kernel's side of a read is most of a small
+// packet's cost). A TCP or UDP super-packet (the device's TSO/USO
+// offloads) is cut straight from there into
 // packets of its segment size, each with its IP header, its TCP sequence
 // number or UDP length, and its checksums (which the kernel left to us:
 // VIRTIO_NET_HDR_F_NEEDS_CSUM) fixed, as wireguard-go's Read does.
@@ -39,8 +42,7 @@ import (
 type Reader struct {
 	rc     syscall.RawConn
 	hdrLen int    // virtio-net header length; 0 without IFF_VNET_HDR
-	big    []byte // a super-packet, whole: header and packet
-	iovs   [2]unix.Iovec
+	big    []byte // what a read returns: header and (super-)packet
 	fn     func(fd uintptr) bool
 
 	// A super-packet with more segments than the last call had buffers
@@ -132,10 +134,10 @@ func NewReader(dev Device) *Reader {
 }
 
 // read is the raw call, handed to the RawConn once made (no allocation per
-// call): readv into the first packet buffer, then the big buffer.
+// call): read into the big buffer.
 func (r *Reader) read(fd uintptr) bool {
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iovs[0])), 2)
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.big[0])), uintptr(len(r.big)))
 		switch e {
 		case unix.EINTR:
 			continue
@@ -168,9 +170,6 @@ func (r *Reader) Read(bufs [][]byte, sizes []int, offset int, wait bool) (int, e
 	if r.pendNext > 0 {
 		return r.split(&r.pendHdr, r.pendEnd, bufs, sizes, offset, r.pendNext)
 	}
-	first := bufs[0][offset-r.hdrLen:]
-	setIov(&r.iovs[0], first)
-	setIov(&r.iovs[1], r.big[len(first):])
 	r.wait, r.empty, r.n, r.errno = wait, false, 0, 0
 	if err := r.rc.Read(r.fn); err != nil {
 		// The only error without deadlines: the file is closing.
@@ -182,46 +181,30 @@ func (r *Reader) Read(bufs [][]byte, sizes []int, offset int, wait bool) (int, e
 	case r.errno == unix.EBADFD:
 		return 0, os.ErrClosed
 	case r.errno != 0:
-		return 0, os.NewSyscallError("readv", r.errno)
+		return 0, os.NewSyscallError("read", r.errno)
 	case r.n < r.hdrLen:
 		return 0, errBadSuperPacket
 	}
-	if r.hdrLen == 0 {
-		if r.n > len(first) {
-			return 0, fmt.Errorf("tun: %d-byte packet does not fit a %d-byte buffer: %w", r.n, len(first), io.ErrShortBuffer)
-		}
-		sizes[0] = r.n
-		return 1, nil
-	}
-	// The read filled the first buffer, then the big one after the same
-	// number of bytes: make it whole in the big one if it spilled over.
-	b := first[:min(r.n, len(first))]
-	if r.n > len(first) {
-		copy(r.big, first)
-		b = r.big[:r.n]
-	}
+	room := bufs[0][offset:]
+	b := r.big[:r.n]
 	var h vnetHdr
-	h.decode(b)
-	if h.gsoType == vnetGSONone {
-		pkt := b[r.hdrLen:]
-		if r.n > len(first) {
-			return 0, fmt.Errorf("tun: %d-byte packet does not fit a %d-byte buffer: %w", len(pkt), len(first)-r.hdrLen, io.ErrShortBuffer)
-		}
-		// The common case: the packet is where it belongs.
-		if h.flags&vnetFNeedsCsum != 0 {
-			if err := finishChecksum(pkt, int(h.csumStart), int(h.csumOffset)); err != nil {
-				return 0, err
-			}
-		}
-		sizes[0] = len(pkt)
-		return 1, nil
+	if r.hdrLen > 0 {
+		h.decode(b)
 	}
-	// A super-packet: cut it up from the big buffer (the first segment
-	// goes where the read may have put its start).
-	if r.n <= len(first) {
-		copy(r.big, b)
+	if h.gsoType != vnetGSONone {
+		return r.split(&h, r.n, bufs, sizes, offset, 0)
 	}
-	return r.split(&h, r.n, bufs, sizes, offset, 0)
+	pkt := b[r.hdrLen:]
+	if len(pkt) > len(room) {
+		return 0, fmt.Errorf("tun: %d-byte packet does not fit a %d-byte buffer: %w", len(pkt), len(room), io.ErrShortBuffer)
+	}
+	if h.flags&vnetFNeedsCsum != 0 {
+		if err := finishChecksum(pkt, int(h.csumStart), int(h.csumOffset)); err != nil {
+			return 0, err
+		}
+	}
+	sizes[0] = copy(room, pkt)
+	return 1, nil
 }
 
 // split cuts the super-packet in big[hdrLen:end] from segment from on, and

@@ -20,10 +20,12 @@ import (
 // consecutive TCP segments of one flow, in sequence, or of UDP datagrams
 // of one flow and size, goes to the kernel as one super-packet (GRO done
 // here, as wireguard-go's Write does), which the stack takes in one piece.
-// Unlike wireguard-go's Write it copies nothing: one writev(2) per
-// super-packet gathers the first packet and the payloads of the others
-// from their own buffers, so buffers need no spare capacity; and its
-// system calls are raw (see Reader).
+// Unlike wireguard-go's Write it needs no spare capacity in the buffers:
+// one writev(2) per super-packet gathers the first packet and the payloads
+// of the others from their own buffers (a super-packet of small segments,
+// gatherMax bytes or less, is copied into one buffer first: the kernel
+// spends more per iovec than the copy costs); and its system calls are raw
+// (see Reader).
 //
 // Only runs of adjacent packets are coalesced (what a batch of datagrams
 // opened in order holds); a packet whose checksum is wrong is never
@@ -34,6 +36,7 @@ type Writer struct {
 	uso    bool // the device takes UDP super-packets (Linux 6.2)
 	hdr    [vnetHdrLen]byte
 	iovs   []unix.Iovec
+	gather []byte // a super-packet of small segments, copied together
 	fn     func(fd uintptr) bool
 
 	// The current call.
@@ -44,6 +47,11 @@ type Writer struct {
 
 // maxCoalesce is the most packets one super-packet takes.
 const maxCoalesce = 64
+
+// gatherMax is the largest segment payload for which a super-packet is
+// copied into one buffer rather than handed to writev(2) as one iovec per
+// segment: the kernel's cost per iovec outweighs copying a small payload.
+const gatherMax = 256
 
 // NewWriter returns a Writer for dev, or nil if dev is not a Linux kernel
 // TUN without packet information.
@@ -85,7 +93,7 @@ func NewWriter(dev Device) *Writer {
 	if cerr != nil || flags&unix.IFF_TUN == 0 || flags&unix.IFF_NO_PI == 0 || (hdr != 0 && hdr != vnetHdrLen) {
 		return nil
 	}
-	w := &Writer{rc: rc, hdrLen: hdr, uso: uso, iovs: make([]unix.Iovec, 1+maxCoalesce)}
+	w := &Writer{rc: rc, hdrLen: hdr, uso: uso, iovs: make([]unix.Iovec, 1+maxCoalesce), gather: make([]byte, 0, ipv6HeaderLength+maxSuperPacket)}
 	w.fn = w.write
 	return w
 }
@@ -153,11 +161,20 @@ func (w *Writer) writeRun(run [][]byte, offset int, h *vnetHdr) error {
 		setIov(&w.iovs[0], w.hdr[:])
 		w.niov = 1
 	}
-	setIov(&w.iovs[w.niov], run[0][offset:])
-	w.niov++
-	for _, b := range run[1:] {
-		setIov(&w.iovs[w.niov], b[offset+int(h.hdrLen):])
+	if len(run) > 2 && int(h.gsoSize) <= gatherMax {
+		g := append(w.gather[:0], run[0][offset:]...)
+		for _, b := range run[1:] {
+			g = append(g, b[offset+int(h.hdrLen):]...)
+		}
+		setIov(&w.iovs[w.niov], g)
 		w.niov++
+	} else {
+		setIov(&w.iovs[w.niov], run[0][offset:])
+		w.niov++
+		for _, b := range run[1:] {
+			setIov(&w.iovs[w.niov], b[offset+int(h.hdrLen):])
+			w.niov++
+		}
 	}
 	w.n, w.errno = 0, 0
 	if err := w.rc.Write(w.fn); err != nil {

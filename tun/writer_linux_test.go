@@ -190,16 +190,31 @@ func TestWriterKernel(t *testing.T) {
 	defer sock.Close()
 	local := sock.LocalAddr().(*net.UDPAddr).AddrPort()
 	remote := netip.MustParseAddrPort("10.77.0.2:5555")
+	// Small payloads go to the kernel copied together (gatherMax), larger
+	// ones as one iovec each.
+	for _, size := range []int{200, gatherMax + 300} {
+		writeAndCheck(t, w, sock, remote, local, size)
+	}
+	if !w.uso {
+		t.Log("no USO on this kernel: the datagrams went one by one")
+	}
+}
+
+// writeAndCheck writes 20 UDP datagrams of size bytes, the eighth with a
+// bad checksum, from remote to local through w and checks that sock gets
+// the 19 good ones intact and in order and not the bad one.
+func writeAndCheck(t *testing.T, w *Writer, sock *net.UDPConn, remote, local netip.AddrPort, size int) {
+	t.Helper()
 	const count = 20
 	bufs := make([][]byte, count)
 	for i := range bufs {
-		payload := bytes.Repeat([]byte{byte(i)}, 200)
+		payload := bytes.Repeat([]byte{byte(i)}, size)
 		bufs[i] = append(make([]byte, 16), udpPacket(remote, local, payload)...)
 	}
 	bufs[7][len(bufs[7])-1] ^= 0xff // a bad checksum
 	n, err := w.Write(bufs, 16)
 	if err != nil || n != count {
-		t.Fatalf("Write = %d, %v", n, err)
+		t.Fatalf("%d bytes: Write = %d, %v", size, n, err)
 	}
 	got := make([]byte, 2000)
 	for i := range count {
@@ -209,18 +224,15 @@ func TestWriterKernel(t *testing.T) {
 		sock.SetReadDeadline(time.Now().Add(3 * time.Second))
 		k, from, err := sock.ReadFromUDPAddrPort(got)
 		if err != nil {
-			t.Fatalf("datagram %d: %v", i, err)
+			t.Fatalf("%d bytes: datagram %d: %v", size, i, err)
 		}
-		if from != remote || !bytes.Equal(got[:k], bytes.Repeat([]byte{byte(i)}, 200)) {
-			t.Fatalf("datagram %d: %d bytes from %v: % x...", i, k, from, got[:8])
+		if from != remote || !bytes.Equal(got[:k], bytes.Repeat([]byte{byte(i)}, size)) {
+			t.Fatalf("%d bytes: datagram %d: %d bytes from %v: % x...", size, i, k, from, got[:8])
 		}
 	}
 	sock.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if k, _, err := sock.ReadFromUDPAddrPort(got); err == nil {
-		t.Fatalf("the bad datagram arrived (%d bytes)", k)
-	}
-	if !w.uso {
-		t.Log("no USO on this kernel: the datagrams went one by one")
+		t.Fatalf("%d bytes: the bad datagram arrived (%d bytes)", size, k)
 	}
 }
 

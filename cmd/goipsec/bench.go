@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -184,6 +185,7 @@ func writePlot(path string, rep report) error {
 func newBenchE2ECmd() *cobra.Command {
 	var (
 		compare, streams, udpSizes, transform, plot, wgGo string
+		baseline, profileDir                              string
 		reps, udpRate, udpFlows                           int
 		duration, warmup                                  time.Duration
 		asJSON, asCSV, quiet, keep                        bool
@@ -212,6 +214,14 @@ and prints goipsec's ratio to each. The bare veth is measured in any case: it
 is the generator's own ceiling. An implementation that is not installed is
 skipped with a message.
 
+--baseline runs a second goipsec binary (an older build) beside this one, as
+"goipsec-base", so that a change is measured before and after in one run.
+--profile DIR has both goipsec daemons (not the baseline's) write a CPU
+profile of the whole run (goipsec run --cpuprofile) to DIR/goipsec-left.pprof
+and DIR/goipsec-right.pprof;
+measure one test at a time (--streams none, --udp-sizes none) to keep the
+profiles apart.
+
 Each measurement is --duration of timed traffic split across --reps
 repetitions, each after --warmup on fresh connections; the repetitions of all
 implementations are interleaved, so that other work on the machine disturbs
@@ -224,7 +234,8 @@ daemon speaks IKE. Needs root, iproute2 and /dev/net/tun.`,
   goipsec bench e2e --compare wireguard-go,strongswan,plain
   goipsec bench e2e --streams 1 --udp-sizes 64,1400 --duration 10s --reps 5
   goipsec bench e2e --compare all --json > e2e.json
-  goipsec bench e2e --compare all --plot e2e.svg`,
+  goipsec bench e2e --compare all --plot e2e.svg
+  goipsec bench e2e --baseline /tmp/goipsec-main --streams 1 --udp-sizes none --profile /tmp/prof`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return &exitError{code: 2, err: fmt.Errorf("bench e2e: unexpected argument %q (the tests are chosen with flags)", args[0])}
@@ -240,6 +251,22 @@ daemon speaks IKE. Needs root, iproute2 and /dev/net/tun.`,
 				return &exitError{code: 2, err: errors.New("bench e2e: needs root (network namespaces, veth links, TUN devices): run it as root; 'goipsec bench datapath' needs none")}
 			}
 			cfg.Version, cfg.WireguardGo, cfg.Keep = version, wgGo, keep
+			if baseline != "" {
+				if cfg.Baseline, err = filepath.Abs(baseline); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("bench e2e: --baseline: %w", err)}
+				}
+				if st, err := os.Stat(cfg.Baseline); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+					return &exitError{code: 2, err: fmt.Errorf("bench e2e: --baseline %s: not an executable file", baseline)}
+				}
+			}
+			if profileDir != "" {
+				if cfg.ProfileDir, err = filepath.Abs(profileDir); err == nil {
+					err = os.MkdirAll(cfg.ProfileDir, 0o755)
+				}
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("bench e2e: --profile: %w", err)}
+				}
+			}
 			if cfg.Goipsec, err = os.Executable(); err != nil {
 				return fmt.Errorf("bench e2e: %w", err)
 			}
@@ -294,6 +321,8 @@ daemon speaks IKE. Needs root, iproute2 and /dev/net/tun.`,
 	f.DurationVar(&duration, "duration", bench.DefaultE2EDuration, "timed length of each measurement, split across its repetitions")
 	f.DurationVar(&warmup, "warmup", bench.DefaultE2EWarmup, "untimed warm-up before each repetition")
 	f.StringVar(&wgGo, "wireguard-go", "", "the wireguard-go binary (default: on PATH, else built once into the cache directory)")
+	f.StringVar(&baseline, "baseline", "", "another goipsec `binary` (an older build) measured beside this one as goipsec-base")
+	f.StringVar(&profileDir, "profile", "", "write a CPU profile of each goipsec daemon into `DIR` (goipsec-left.pprof, goipsec-right.pprof)")
 	f.BoolVar(&keep, "keep", false, "keep the work directory (configurations and logs) and say where it is")
 	f.BoolVar(&asJSON, "json", false, "write JSON instead of the table")
 	f.BoolVar(&asCSV, "csv", false, "write CSV instead of the table")

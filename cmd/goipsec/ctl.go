@@ -352,6 +352,18 @@ func ctlWriteIKE(b *strings.Builder, ik control.IKESA) {
 	if !ik.Established.IsZero() {
 		line = append(line, "established "+ctlSecs(ik.AgeSeconds)+" ago")
 	}
+	for _, t := range []struct {
+		what string
+		in   *int64
+	}{{"rekeying", ik.RekeyInSeconds}, {"reauthenticating", ik.ReauthInSeconds}, {"expires", ik.ExpiresInSeconds}} {
+		switch p := t.in; {
+		case p == nil || ik.State != "ESTABLISHED":
+		case *p >= 0:
+			line = append(line, t.what+" in "+ctlSecs(*p))
+		default:
+			line = append(line, t.what+" overdue by "+ctlSecs(-*p))
+		}
+	}
 	if len(line) > 0 {
 		fmt.Fprintf(b, "    %s\n", strings.Join(line, ", "))
 	}

@@ -88,7 +88,7 @@ func newCtlFake() *ctlFake {
 		ikes: []control.IKESA{
 			{Connection: "site", Serial: 3, State: "ESTABLISHED", Initiator: true, SPIi: "0123456789abcdef", SPIr: "fedcba9876543210",
 				Peer: "203.0.113.9:4500", LocalID: "a.example.org", RemoteID: "b.example.org", Proposal: "aes256-sha256-prfsha256-ecp256",
-				Established: t0, AgeSeconds: 3700, Children: []string{"site.lan"}},
+				Established: t0, AgeSeconds: 3700, RekeyInSeconds: ctlI64(10100), ReauthInSeconds: ctlI64(-5), ExpiresInSeconds: ctlI64(11540), Children: []string{"site.lan"}},
 			{Connection: "", Serial: 4, State: "HALF_OPEN", SPIi: "1111111111111111", SPIr: "2222222222222222", Peer: "198.51.100.99:500",
 				Proposal: "aes128gcm16-prfsha256-x25519", Children: []string{}},
 		},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -20,7 +21,7 @@ import (
 func init() { subcommands = append(subcommands, newRunCmd) }
 
 func newRunCmd() *cobra.Command {
-	var cfgPath, level, format, userName, groupName string
+	var cfgPath, level, format, userName, groupName, cpuProfile string
 	var check bool
 	c := &cobra.Command{
 		Use:   "run -c FILE",
@@ -100,6 +101,13 @@ func newRunCmd() *cobra.Command {
 					}
 				}
 			}()
+			if cpuProfile != "" {
+				stopProfile, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				defer stopProfile()
+			}
 			return d.RunAs(ctx, creds)
 		},
 	}
@@ -109,7 +117,25 @@ func newRunCmd() *cobra.Command {
 	c.Flags().BoolVar(&check, "check", false, "validate the configuration and exit")
 	c.Flags().StringVar(&userName, "user", "", "once set up, switch to this user, keeping no capability (Linux; overrides daemon.user)")
 	c.Flags().StringVar(&groupName, "group", "", "the group for --user or daemon.user (default: the user's primary group)")
+	c.Flags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file, completed at shutdown")
 	return c
+}
+
+// startCPUProfile starts a CPU profile written to path (created before any
+// privilege drop) and returns the function that completes it.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // newLogger builds a logger for commands other than run: spec as

@@ -203,6 +203,12 @@ type IKESA struct {
 	Proposal    string    `json:"proposal,omitempty"`
 	Established time.Time `json:"established,omitzero"`
 	AgeSeconds  int64     `json:"age_seconds"` // since established
+	// RekeyInSeconds, ReauthInSeconds and ExpiresInSeconds are the time
+	// left to rekey_time, reauth_time and the IKE SA's hard end (absent
+	// when not scheduled; negative when overdue).
+	RekeyInSeconds   *int64 `json:"rekey_in_seconds,omitempty"`
+	ReauthInSeconds  *int64 `json:"reauth_in_seconds,omitempty"`
+	ExpiresInSeconds *int64 `json:"expires_in_seconds,omitempty"`
 	// Children name its Child SAs (connection.child); their SAs are in
 	// SAList.SAs.
 	Children []string `json:"children"`

@@ -56,7 +56,7 @@ func (d *Daemon) openCleartext(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := tun.Config{MTU: t.MTU, Addresses: t.Prefixes}
+	cfg := tun.Config{MTU: t.MTU, TxQueueLen: tun.DefaultTxQueueLen, Addresses: t.Prefixes}
 	var policy []netip.Prefix
 	for _, r := range d.protectedRoutes() {
 		p := r.prefix

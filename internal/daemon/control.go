@@ -103,15 +103,35 @@ func (d *Daemon) Status() control.Status {
 	return st
 }
 
-// ListSAs lists the SAs for `goipsec list-sas`.
+// ListSAs lists the SAs for `goipsec list-sas`. The times left of SAs
+// negotiated with IKE are the IKE manager's rekey_time and life_time.
 func (d *Daemon) ListSAs() []control.SA {
+	type times struct{ rekey, expire time.Time }
+	negotiated := map[sad.Dir]map[uint32]times{sad.Inbound: {}, sad.Outbound: {}}
+	if m := d.ikeM.Load(); m != nil { // before d.mu: the manager calls into the daemon
+		for _, ike := range m.IKESAs() {
+			for _, c := range ike.Children {
+				t := times{c.RekeyAt, c.ExpireAt}
+				negotiated[sad.Inbound][c.SPIIn], negotiated[sad.Outbound][c.SPIOut] = t, t
+			}
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := time.Now()
 	var out []control.SA
 	for _, s := range d.SAD.List() {
 		n := d.childName(s.Child)
-		out = append(out, control.SAFromSnapshot(s, n.conn, n.child, now))
+		sa := control.SAFromSnapshot(s, n.conn, n.child, now)
+		if t, ok := negotiated[s.Dir][s.SPI]; ok {
+			if r := secondsUntil(t.rekey, now); r != nil {
+				sa.RekeyInSeconds = r
+			}
+			if e := secondsUntil(t.expire, now); e != nil {
+				sa.ExpiresInSeconds = e
+			}
+		}
+		out = append(out, sa)
 	}
 	slices.SortFunc(out, func(a, b control.SA) int {
 		return cmp.Or(cmp.Compare(a.Connection, b.Connection), cmp.Compare(a.Child, b.Child),
@@ -206,6 +226,7 @@ func (d *Daemon) ListIKESAs() []control.IKESA {
 		if !sa.Established.IsZero() {
 			ik.AgeSeconds = int64(now.Sub(sa.Established) / time.Second)
 		}
+		ik.RekeyInSeconds, ik.ReauthInSeconds, ik.ExpiresInSeconds = secondsUntil(sa.RekeyAt, now), secondsUntil(sa.ReauthAt, now), secondsUntil(sa.ExpireAt, now)
 		for _, c := range sa.Children {
 			if !slices.Contains(ik.Children, c.Name) {
 				ik.Children = append(ik.Children, c.Name)
@@ -214,4 +235,13 @@ func (d *Daemon) ListIKESAs() []control.IKESA {
 		out = append(out, ik)
 	}
 	return out
+}
+
+// secondsUntil is the whole seconds from now to t, nil for a zero t.
+func secondsUntil(t, now time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	v := int64(t.Sub(now).Round(time.Second) / time.Second)
+	return &v
 }

@@ -272,9 +272,48 @@ func TestIKEDaemonControl(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	exchange(t, p, 64<<10)
+	checkTimesLeft(t, p.a)
 	if err := p.a.Rekey(ctx, "nope"); !errors.Is(err, control.ErrNotFound) {
 		t.Errorf("rekey unknown: %v", err)
 	}
+}
+
+// checkTimesLeft checks that list-sas tells the time left to rekey and
+// expiry of the IKE SA and of the negotiated Child SAs (default lifetimes).
+func checkTimesLeft(t *testing.T, d *Daemon) {
+	t.Helper()
+	ikes := d.ListIKESAs()
+	if len(ikes) != 1 {
+		t.Fatalf("%d IKE SAs listed, want 1", len(ikes))
+	}
+	ik := ikes[0]
+	if r, e := ik.RekeyInSeconds, ik.ExpiresInSeconds; r == nil || e == nil || *r <= 0 || *e <= *r {
+		t.Errorf("IKE SA times left: rekey %v, expires %v; want 0 < rekey < expires", deref(r), deref(e))
+	}
+	current := map[string]bool{}
+	for _, c := range d.IKE().IKESAs()[0].Children {
+		current[control.FormatSPI(c.SPIIn)], current[control.FormatSPI(c.SPIOut)] = true, true
+	}
+	n := 0
+	for _, sa := range d.ListSAs() {
+		if !current[sa.SPI] {
+			continue // an old inbound SA kept after a rekey: only its hard end
+		}
+		n++
+		if r, e := sa.RekeyInSeconds, sa.ExpiresInSeconds; r == nil || e == nil || *r <= 0 || *e < *r {
+			t.Errorf("%s SA %s times left: rekey %v, expires %v; want 0 < rekey <= expires", sa.Direction, sa.SPI, deref(r), deref(e))
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d current Child SAs listed, want 2", n)
+	}
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return "none"
+	}
+	return *p
 }
 
 // outSPI returns the SPI of d's (first) outbound SA.

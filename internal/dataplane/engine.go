@@ -172,6 +172,17 @@ func (e *Engine) raiseAcquire(child sad.ChildID, f *packet.Flow) {
 // say) share one SPD lookup and one SAD lookup; the batch's counters are
 // added once at the end.
 func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram) []Datagram {
+	out, _ = e.EncryptTo(bufs, sizes, offset, out, nil)
+	return out
+}
+
+// EncryptTo is Encrypt writing tunnel-mode ESP packets back to back into
+// arena (appended after len(arena), while its capacity lasts, each taking
+// up to its packet's length plus Tailroom) rather than in place: a run of
+// them then goes to the kernel as one piece of memory, one iovec for a
+// whole UDP GSO send. It returns the extended out and arena; a nil arena
+// seals everything in place.
+func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagram, arena []byte) ([]Datagram, []byte) {
 	snap := e.spd.Snapshot()
 	var (
 		f, prev    packet.Flow
@@ -230,6 +241,14 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 				continue
 			}
 			start, end, err = engine.Seal(buf, offset+ins, offset+size, pkt[nhOff])
+		} else if a := len(arena); arena != nil && cap(arena)-a >= size+Tailroom {
+			var n int
+			n, err = engine.EncapTunnelTo(arena[a:a+size+Tailroom], buf, offset, offset+size)
+			if err == nil {
+				out = append(out, Datagram{Buf: arena[:cap(arena)], Off: a, End: a + n, Addr: sa.Peer()})
+				arena = arena[:a+n]
+				continue
+			}
 		} else {
 			start, end, err = engine.EncapTunnel(buf, offset, offset+size)
 		}
@@ -244,7 +263,7 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 	}
 	e.Stats.TunPackets.Add(uint64(len(sizes)))
 	e.Stats.TunBytes.Add(bytes)
-	return out
+	return out, arena
 }
 
 // Decrypt runs the inbound half on a batch of received datagrams (each Buf

@@ -159,6 +159,65 @@ func TestFailClosed(t *testing.T) {
 	}
 }
 
+// EncryptTo seals tunnel-mode packets back to back into the arena while
+// it has room, in place after that (transport mode always in place); the
+// datagrams open to the packets either way.
+func TestEncryptToArena(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mode   sad.Mode
+		la, ra string
+		arena  int // capacity
+	}{
+		{"tunnel, room for all", sad.Tunnel, "10.1.0.1", "10.1.0.2", 8 * (1400 + Tailroom)},
+		{"tunnel, room for two", sad.Tunnel, "fd00::1", "fd00::2", 2*(1400+Tailroom) + 10},
+		{"transport", sad.Transport, "192.0.2.1", "192.0.2.2", 8 * (1400 + Tailroom)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			la, ra := netip.MustParseAddr(tc.la), netip.MustParseAddr(tc.ra)
+			a, b := peers(t, tc.mode, la, ra)
+			var pkts [][]byte
+			for i := range 5 {
+				pkts = append(pkts, udpPacket(t, la, ra, bytes.Repeat([]byte{byte('a' + i)}, 1300)))
+			}
+			bufs, sizes := tunBatch(pkts...)
+			arena := make([]byte, 0, tc.arena)
+			ds, arena := a.EncryptTo(bufs, sizes, Headroom, nil, arena)
+			if len(ds) != len(pkts) {
+				t.Fatalf("%d datagrams for %d packets, stats %+v", len(ds), len(pkts), &a.Stats)
+			}
+			inArena := 0
+			for i, d := range ds {
+				if len(arena) > 0 && &d.Buf[0] == &arena[:1][0] {
+					inArena++
+					if i > 0 && &ds[i-1].Buf[0] == &d.Buf[0] && ds[i-1].End != d.Off {
+						t.Errorf("datagram %d at %d, the one before ends at %d", i, d.Off, ds[i-1].End)
+					}
+				}
+			}
+			want := 0
+			if tc.mode == sad.Tunnel {
+				want = min(len(pkts), tc.arena/(len(pkts[0])+Tailroom))
+			}
+			if inArena != want {
+				t.Errorf("%d datagrams in the arena, want %d", inArena, want)
+			}
+			if inArena > 0 && len(arena) != ds[inArena-1].End {
+				t.Errorf("arena length %d, last datagram in it ends at %d", len(arena), ds[inArena-1].End)
+			}
+			out := b.Decrypt(carry(ds, addrA), nil, tunOffset)
+			if len(out) != len(pkts) {
+				t.Fatalf("decrypt: %d packets, stats %+v", len(out), &b.Stats)
+			}
+			for i, p := range pkts {
+				if !bytes.Equal(out[i][tunOffset:], p) {
+					t.Errorf("packet %d differs", i)
+				}
+			}
+		})
+	}
+}
+
 func TestInboundRejections(t *testing.T) {
 	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	a, b := peers(t, sad.Tunnel, la, ra)

@@ -46,8 +46,10 @@ const KeepaliveInterval = 20 * time.Second
 //
 //	outbound: TUN read (TCP super-packets arrive cut into MTU packets),
 //	          more reads while the TUN has packets queued, seal
-//	          (Encrypt), one UDP send for the batch: runs of equal-size
-//	          datagrams to one peer go out as UDP GSO sends
+//	          (EncryptTo: tunnel-mode ESP packets back to back in one
+//	          buffer), one UDP send for the batch: runs of equal-size
+//	          datagrams to one peer go out as UDP GSO sends, each one
+//	          iovec when its datagrams are adjacent in memory
 //	inbound:  UDP receive (the kernel coalesces with UDP GRO), split,
 //	          open and policy check (Decrypt), one TUN write for the
 //	          batch, which coalesces runs of TCP segments and UDP
@@ -113,7 +115,8 @@ type txBatch struct {
 	sizes []int
 	used  int
 	ds    []Datagram
-	room  int // the most packet bytes a buffer takes
+	arena []byte // tunnel-mode ESP packets, back to back (Engine.EncryptTo)
+	room  int    // the most packet bytes a buffer takes
 }
 
 // newTxBatch makes a batch for reads of up to per packets of up to room
@@ -136,6 +139,12 @@ func (b *txBatch) alloc(room int) {
 	for i := range b.bufs {
 		b.bufs[i] = slab[i*stride : i*stride+Headroom+room : (i+1)*stride]
 	}
+	b.arena = make([]byte, 0, len(b.bufs)*(room+Tailroom))
+}
+
+// reset empties the batch for the next reads.
+func (b *txBatch) reset() {
+	b.used, b.ds, b.arena = 0, b.ds[:0], b.arena[:0]
 }
 
 // outbound reads packets from the cleartext side, seals them and sends
@@ -175,17 +184,17 @@ func (e *Engine) outbound(dev wgtun.Device, conn Conn) error {
 				if err := e.send(conn, b.ds); err != nil {
 					return err
 				}
-				b.used, b.ds = 0, b.ds[:0]
+				b.reset()
 				b.alloc(room)
 				continue
 			}
 			cnt = max(cnt, 0)
 		}
 		if cnt > 0 {
-			b.ds = e.Encrypt(b.bufs[b.used:b.used+cnt], b.sizes[b.used:b.used+cnt], Headroom, b.ds)
+			b.ds, b.arena = e.EncryptTo(b.bufs[b.used:b.used+cnt], b.sizes[b.used:b.used+cnt], Headroom, b.ds, b.arena)
 			b.used += cnt
 			if len(b.ds) == 0 {
-				b.used = 0 // nothing to send: reuse the buffers
+				b.reset() // nothing to send: reuse the buffers
 				continue
 			}
 			if rd != nil && len(b.bufs)-b.used >= per {
@@ -198,7 +207,7 @@ func (e *Engine) outbound(dev wgtun.Device, conn Conn) error {
 		if err := e.send(conn, b.ds); err != nil {
 			return err
 		}
-		b.used, b.ds = 0, b.ds[:0]
+		b.reset()
 	}
 }
 

@@ -306,14 +306,22 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 			if seg := m.End - m.Off; gso && j >= plain && seg > 0 && seg <= gsoMax {
 				k = gsoRun(msgs[j:], seg, min(gsoMaxSegments, len(s.iovs)-v))
 			}
+			// One iovec per datagram, except that datagrams adjacent in
+			// memory (sealed back to back) share one: the kernel's cost
+			// of a send grows with its iovecs.
+			nv := 0
 			for x := range k {
 				d := &msgs[j+x]
-				setIov(&s.iovs[v+x], d.Buf[d.Off:d.End])
+				if nv > 0 && extend(&s.iovs[v+nv-1], d.Buf[d.Off:d.End]) {
+					continue
+				}
+				setIov(&s.iovs[v+nv], d.Buf[d.Off:d.End])
+				nv++
 			}
 			hd := &s.hdrs[h]
 			hd.Hdr.Namelen = nl
 			hd.Hdr.Iov = &s.iovs[v]
-			hd.Hdr.SetIovlen(k)
+			hd.Hdr.SetIovlen(nv)
 			if k > 1 {
 				putSegment(s.ctrl[h*cmsgSpace:(h+1)*cmsgSpace], m.End-m.Off)
 				hd.Hdr.Control = &s.ctrl[h*cmsgSpace]
@@ -325,7 +333,7 @@ func (c *Conn) WriteBatch(msgs []Message) (int, error) {
 			hd.Len = 0
 			s.segs[h] = k
 			h++
-			v += k
+			v += nv
 			j += k
 		}
 		if h == 0 {
@@ -416,6 +424,16 @@ func errnoOr(e syscall.Errno) error {
 		return errors.New("no datagram sent")
 	}
 	return e
+}
+
+// extend grows iov by b if b starts where iov ends, and reports whether it
+// did.
+func extend(iov *unix.Iovec, b []byte) bool {
+	if len(b) == 0 || iov.Base == nil || uintptr(unsafe.Pointer(iov.Base))+uintptr(iov.Len) != uintptr(unsafe.Pointer(&b[0])) {
+		return false
+	}
+	iov.SetLen(int(iov.Len) + len(b))
+	return true
 }
 
 func setIov(iov *unix.Iovec, b []byte) {

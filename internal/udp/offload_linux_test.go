@@ -101,6 +101,61 @@ func TestGSOAndGRO(t *testing.T) {
 		if c := readAll(t, gro, sizes); c == 0 {
 			t.Errorf("%s: nothing came coalesced with GRO on", network)
 		}
+		// The same datagrams back to back in one buffer (one iovec per
+		// run): they still arrive one by one, intact and in order.
+		if n, err := a.WriteBatch(packed(gsoBatch(plain, sizes))); n != len(sizes) || err != nil {
+			t.Fatalf("%s: packed WriteBatch = %d, %v", network, n, err)
+		}
+		if c := readAll(t, plain, sizes); c != 0 {
+			t.Fatalf("%s: %d coalesced messages without GRO", network, c)
+		}
+	}
+}
+
+// packed copies the datagrams of msgs back to back into one buffer.
+func packed(msgs []Message) []Message {
+	total := 0
+	for _, m := range msgs {
+		total += m.End - m.Off
+	}
+	buf := make([]byte, total)
+	out := make([]Message, len(msgs))
+	at := 0
+	for i, m := range msgs {
+		n := copy(buf[at:], m.Buf[m.Off:m.End])
+		out[i] = Message{Buf: buf, Off: at, End: at + n, Addr: m.Addr}
+		at += n
+	}
+	return out
+}
+
+// extend merges an iovec with the slice that follows it in memory, and
+// only with that.
+func TestExtendIovec(t *testing.T) {
+	buf := make([]byte, 100)
+	var iov unix.Iovec
+	setIov(&iov, buf[10:20])
+	for _, tc := range []struct {
+		b    []byte
+		want bool
+	}{
+		{buf[21:30], false}, // a gap
+		{buf[19:30], false}, // overlapping
+		{buf[20:20], false}, // empty
+		{make([]byte, 5), false},
+		{buf[20:35], true},
+		{buf[35:40], true},
+	} {
+		before := int(iov.Len)
+		if got := extend(&iov, tc.b); got != tc.want {
+			t.Fatalf("extend by %d bytes at %p: %v, want %v", len(tc.b), tc.b, got, tc.want)
+		}
+		if tc.want && int(iov.Len) != before+len(tc.b) || !tc.want && int(iov.Len) != before {
+			t.Fatalf("length %d after extend by %d from %d", iov.Len, len(tc.b), before)
+		}
+	}
+	if iov.Len != 30 || iov.Base != &buf[10] {
+		t.Errorf("iovec %p+%d, want %p+30", iov.Base, iov.Len, &buf[10])
 	}
 }
 
