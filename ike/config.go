@@ -77,6 +77,13 @@ type Connection struct {
 	// LocalID is the first local address, an empty or "%any" RemoteID
 	// accepts any peer identity.
 	LocalID, RemoteID string
+	// Fragmentation is FragmentationYes, FragmentationAccept,
+	// FragmentationForce or FragmentationNo (IKE fragmentation, RFC
+	// 7383); "" means yes.
+	Fragmentation string
+	// FragmentSize is the largest IP datagram (IP and UDP headers
+	// included) of a fragment we send; 0 means DefaultFragmentSize.
+	FragmentSize int
 	// Children are the Child SAs the connection negotiates.
 	Children []*Child
 
@@ -345,6 +352,9 @@ func (c *Connection) prepare() error {
 			return fmt.Errorf("proposal %d is for %v, not IKE", i+1, c.Proposals[i].Protocol)
 		}
 		c.Proposals[i].Number = uint8(i + 1)
+	}
+	if err := c.prepareFragmentation(); err != nil {
+		return err
 	}
 	var err error
 	if c.localID, err = parseIdentity(c.LocalID); err != nil {

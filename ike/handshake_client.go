@@ -122,6 +122,9 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 	if proposal.HasAddKE(sa.offered) {
 		ps = append(ps, message.NewNotify(message.IntermediateExchangeSupported, nil))
 	}
+	if sa.frag.local = announceFragmentation(sa.conn); sa.frag.local {
+		ps = append(ps, message.NewNotify(message.IKEv2FragmentationSupported, nil))
+	}
 	msg := &message.Message{SPIi: sa.spiI, Exchange: message.IKESAInit, Flags: message.FlagInitiator, Payloads: ps}
 	wire, err := msg.Marshal()
 	if err != nil {
@@ -129,7 +132,7 @@ func (sa *ikeSA) sendInit(newKE bool) error {
 	}
 	sa.initReq = wire
 	sa.enqueue(&request{exchange: message.IKESAInit,
-		build:      func(uint32) ([]byte, error) { return wire, nil },
+		build:      func(uint32) ([][]byte, error) { return [][]byte{wire}, nil },
 		onResponse: sa.handleInitResponse,
 		onTimeout:  func() { sa.fail(fmt.Errorf("IKE_SA_INIT: %w", ErrTimeout)) }})
 	return nil
@@ -221,6 +224,7 @@ func (sa *ikeSA) handleInitResponse(msg *message.Message, raw []byte) {
 		return
 	}
 	sa.spiR = msg.SPIr
+	sa.frag.peer = msg.Notify(message.IKEv2FragmentationSupported) != nil
 	sa.chosen, sa.suite = &chosen, suite
 	sa.nr = clone(nonce.Data)
 	sa.initResp = clone(raw)

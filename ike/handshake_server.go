@@ -214,6 +214,12 @@ func (m *Manager) handleInitRequest(b []byte, h *message.Header, from netip.Addr
 		resp = append(resp, cr)
 	}
 	sa.readSigHashes(msg)
+	// Fragmentation is announced back only to an initiator that announced
+	// it (RFC 7383 section 2.3).
+	sa.frag.peer = msg.Notify(message.IKEv2FragmentationSupported) != nil
+	if sa.frag.local = sa.frag.peer && announceFragmentation(cands...); sa.frag.local {
+		resp = append(resp, message.NewNotify(message.IKEv2FragmentationSupported, nil))
+	}
 	if ies {
 		resp = append(resp, message.NewNotify(message.IntermediateExchangeSupported, nil))
 		sa.inter = &intermediate{pending: proposal.AddKEs(suite.AddKE)}

@@ -341,6 +341,7 @@ func (sa *ikeSA) rekeyedSA(weInit bool, spii, spir uint64, chosen *message.Propo
 		remote: sa.remote, natt: sa.natt, created: now, estab: now, chosen: chosen, suite: suite, ni: ni, nr: nr,
 		natLocal: sa.natLocal, natRemote: sa.natRemote, keys: keys, localID: sa.localID, remoteID: sa.remoteID,
 		waiters: map[*Child][]chan<- error{}, creating: map[*Child]int{}, lastRecv: now}
+	ns.frag.local, ns.frag.peer = sa.frag.local, sa.frag.peer // negotiated once, kept by rekeys
 	if weInit {
 		ns.out, ns.in = ci, cr
 	} else {

@@ -137,7 +137,7 @@ func (sa *ikeSA) sendDeleteIKE() {
 	}
 	wire, err := sa.seal(message.Informational, id, false, []message.Payload{&message.Delete{Protocol: message.ProtoIKE}})
 	if err == nil {
-		sa.m.queue(wire, sa.remote, sa.natt)
+		sa.m.queueAll(wire, sa.remote, sa.natt)
 	}
 }
 

@@ -115,6 +115,9 @@ type Options struct {
 	RetransmitTimeout time.Duration
 	RetransmitBase    float64
 	RetransmitTries   int
+	// FragmentTimeout is how long an incomplete fragmented message is
+	// kept; 0 means DefaultFragmentTimeout.
+	FragmentTimeout time.Duration
 	// HalfOpenTimeout bounds how long a responder keeps an IKE SA that
 	// completed IKE_SA_INIT but not IKE_AUTH; 0 means the default.
 	HalfOpenTimeout time.Duration
@@ -168,12 +171,20 @@ type Manager struct {
 	serial   uint64          // numbers the IKE SAs for logs
 	stats    Stats
 	life     lifecycle // restarts after dead peers (dpd.go)
+
+	fragLogAt    time.Time // last log line about a rejected fragment
+	fragLogMuted int       // rejected fragments not logged since
+	fragBytes    int       // octets held by all incomplete fragment sets
 }
 
 // Stats count what the Manager did.
 type Stats struct {
 	Received, Sent, Retransmits, Dropped uint64
 	Established, Failed, Deleted         uint64
+	// IKE fragmentation (RFC 7383): fragments sent and received (those
+	// that passed their integrity check), received ones dropped (also in
+	// Dropped), and messages reassembled.
+	FragmentsSent, FragmentsReceived, FragmentsRejected, Reassembled uint64
 	// AuthFailed counts the IKE SAs of Failed that failed authentication
 	// (ours refused by the peer, or the peer's by us).
 	AuthFailed uint64
@@ -219,6 +230,9 @@ func NewManager(cfg *Config, opts Options) (*Manager, error) {
 	if opts.RetransmitTries <= 0 {
 		opts.RetransmitTries = DefaultRetransmitTries
 	}
+	if opts.FragmentTimeout <= 0 {
+		opts.FragmentTimeout = DefaultFragmentTimeout
+	}
 	if opts.HalfOpenTimeout <= 0 {
 		opts.HalfOpenTimeout = DefaultHalfOpenTimeout
 	}
@@ -260,6 +274,13 @@ func (m *Manager) unlock() {
 		if err := m.tr.Send(o.b, o.to, o.natt); err != nil {
 			m.log.Debug("sending IKE message failed", zap.Stringer("to", o.to), zap.Error(err))
 		}
+	}
+}
+
+// queueAll schedules datagrams for sending, in order.
+func (m *Manager) queueAll(bs [][]byte, to netip.AddrPort, natt bool) {
+	for _, b := range bs {
+		m.queue(b, to, natt)
 	}
 }
 

@@ -75,6 +75,7 @@ type ikeSA struct {
 	inter       *intermediate        // IKE_INTERMEDIATE negotiated (RFC 9242)
 	authMID     uint32               // Message ID of IKE_AUTH, part of IntAuth
 	followups   map[string]*followup // responder: IKE_FOLLOWUP_KE awaited (RFC 9370)
+	frag        fragState
 
 	// Our requests: window of one.
 	nextReqID uint32
@@ -83,7 +84,7 @@ type ikeSA struct {
 
 	// The peer's requests.
 	nextPeerID   uint32
-	lastResp     []byte
+	lastResp     [][]byte // datagrams: one, or the fragments
 	haveLastResp bool
 
 	children        []*childSA
@@ -114,11 +115,11 @@ type ikeSA struct {
 type request struct {
 	exchange   message.ExchangeType
 	id         uint32
-	build      func(id uint32) ([]byte, error) // encodes the request
-	wire       []byte
+	build      func(id uint32) ([][]byte, error) // encodes the request: one datagram, or fragments
+	wire       [][]byte
 	tries      int
 	timer      Timer
-	onResponse func(msg *message.Message, raw []byte) // nil: nothing to do
+	onResponse func(msg *message.Message, raw []byte) // nil: nothing to do; raw is nil for a reassembled message
 	onTimeout  func()                                 // nil: nothing to do
 }
 
@@ -187,17 +188,22 @@ func (sa *ikeSA) flags(response bool) message.Flags {
 	return f
 }
 
-// seal encodes an encrypted message of the SA.
-func (sa *ikeSA) seal(ex message.ExchangeType, id uint32, response bool, ps []message.Payload) ([]byte, error) {
+// seal encodes an encrypted message of the SA: one datagram, or its
+// fragments when it is too large and fragmentation is on.
+func (sa *ikeSA) seal(ex message.ExchangeType, id uint32, response bool, ps []message.Payload) ([][]byte, error) {
 	msg := &message.Message{SPIi: sa.spiI, SPIr: sa.spiR, Exchange: ex, Flags: sa.flags(response), MessageID: id, Payloads: ps}
-	return ikecrypto.Encrypt(msg, sa.out)
+	wire, err := ikecrypto.Encrypt(msg, sa.out)
+	if err != nil {
+		return nil, err
+	}
+	return sa.fragment(msg, wire)
 }
 
 // sendRequest sends an encrypted request, or queues it behind the one in
 // flight (window size 1).
 func (sa *ikeSA) sendRequest(ex message.ExchangeType, ps []message.Payload, onResponse func(*message.Message, []byte), onTimeout func()) {
 	req := &request{exchange: ex, onResponse: onResponse, onTimeout: onTimeout,
-		build: func(id uint32) ([]byte, error) { return sa.seal(ex, id, false, ps) }}
+		build: func(id uint32) ([][]byte, error) { return sa.seal(ex, id, false, ps) }}
 	sa.enqueue(req)
 }
 
@@ -225,8 +231,8 @@ func (sa *ikeSA) start(req *request) {
 	}
 	req.wire = wire
 	sa.pending = req
-	sa.m.queue(wire, sa.remote, sa.natt)
-	sa.m.log.Debug("request sent", sa.logFields(zap.Stringer("exchange", req.exchange), zap.Uint32("msgid", req.id), zap.Int("bytes", len(wire)))...)
+	sa.m.queueAll(wire, sa.remote, sa.natt)
+	sa.m.log.Debug("request sent", sa.logFields(zap.Stringer("exchange", req.exchange), zap.Uint32("msgid", req.id), zap.Int("datagrams", len(wire)))...)
 	sa.armRetransmit(req)
 }
 
@@ -254,7 +260,7 @@ func (sa *ikeSA) retransmit(req *request) {
 	req.tries++
 	sa.m.stats.Retransmits++
 	sa.m.log.Info("retransmitting request", sa.logFields(zap.Stringer("exchange", req.exchange), zap.Uint32("msgid", req.id), zap.Int("try", req.tries))...)
-	sa.m.queue(req.wire, sa.remote, sa.natt)
+	sa.m.queueAll(req.wire, sa.remote, sa.natt)
 	sa.armRetransmit(req)
 }
 
@@ -277,7 +283,7 @@ func (sa *ikeSA) respond(ex message.ExchangeType, id uint32, ps []message.Payloa
 	}
 	sa.lastResp, sa.haveLastResp = wire, true
 	sa.nextPeerID = id + 1
-	sa.m.queue(wire, sa.remote, sa.natt)
+	sa.m.queueAll(wire, sa.remote, sa.natt)
 }
 
 // decrypt authenticates and decrypts a message of the SA. A syntax error
@@ -298,6 +304,16 @@ func (sa *ikeSA) decrypt(b []byte) (msg *message.Message, authentic bool, err er
 	return msg, err == nil, err
 }
 
+// open decrypts a message of the SA as decrypt does, or adds the fragment
+// it carries (complete false while fragments are missing).
+func (sa *ikeSA) open(b []byte, h *message.Header, from netip.AddrPort) (msg *message.Message, authentic, complete bool, err error) {
+	if h.NextPayload == message.PayloadSKF {
+		return sa.addFragment(b, h, from)
+	}
+	msg, authentic, err = sa.decrypt(b)
+	return msg, authentic, true, err
+}
+
 // receive handles a message for this SA (other than an IKE_SA_INIT request).
 func (sa *ikeSA) receive(b []byte, h *message.Header, from netip.AddrPort, natt bool) {
 	m := sa.m
@@ -312,8 +328,14 @@ func (sa *ikeSA) receive(b []byte, h *message.Header, from netip.AddrPort, natt 
 		if h.Exchange == message.IKESAInit {
 			msg, err = message.ParseMessage(b)
 		} else {
-			var authentic bool
-			msg, authentic, err = sa.decrypt(b)
+			var authentic, complete bool
+			msg, authentic, complete, err = sa.open(b, h, from)
+			if !complete {
+				return
+			}
+			if h.NextPayload == message.PayloadSKF {
+				b = nil // reassembled: no single datagram carried it
+			}
 			if err != nil && authentic {
 				// The peer protected it, so it is the answer; it is
 				// unreadable, which makes the exchange fail.
@@ -342,14 +364,20 @@ func (sa *ikeSA) receive(b []byte, h *message.Header, from netip.AddrPort, natt 
 		// Answer where the retransmission came from: a NAT may have
 		// moved the peer meanwhile (RFC 7296 section 2.23).
 		m.log.Debug("retransmitted request: resending our response", sa.logFields(zap.Stringer("exchange", h.Exchange), zap.Uint32("msgid", h.MessageID))...)
-		m.queue(sa.lastResp, from, natt)
+		if h.NextPayload == message.PayloadSKF && !sa.retransmittedFragment(b, h, from) {
+			return
+		}
+		m.queueAll(sa.lastResp, from, natt)
 		return
 	default:
 		m.drop(from, "request outside the window", fmt.Errorf("%v msgid %d, want %d", h.Exchange, h.MessageID, sa.nextPeerID))
 		return
 	}
 	sa.applyKeyUpdate()
-	msg, authentic, err := sa.decrypt(b)
+	msg, authentic, complete, err := sa.open(b, h, from)
+	if !complete {
+		return
+	}
 	if err != nil {
 		if !authentic {
 			m.drop(from, "request not authentic", err)
@@ -464,6 +492,7 @@ func (sa *ikeSA) destroy(reason error) {
 	}
 	sa.state = stateDead
 	sa.releaseIKERekey()
+	sa.dropFragments()
 	if o := sa.peerRekeyed; o != nil {
 		sa.peerRekeyed = nil
 		o.destroy(reason)

@@ -92,23 +92,36 @@ func EncryptFragments(m *message.Message, c *Cipher, maxLen int) ([][]byte, erro
 	out := make([][]byte, 0, total)
 	for i := range total {
 		part := plain[min(i*chunk, len(plain)):min((i+1)*chunk, len(plain))]
-		f := &message.EncryptedFragment{Number: uint16(i + 1), Total: uint16(total), Body: make([]byte, c.SealedLen(len(part)))}
+		next := message.PayloadNone
 		if i == 0 {
-			f.NextPayload = first
+			next = first
 		}
-		outer := *m
-		outer.Payloads = []message.Payload{f}
-		wire, err := outer.Marshal()
+		wire, err := EncryptFragment(m, c, &Fragment{Number: uint16(i + 1), Total: uint16(total), NextPayload: next, Data: part})
 		if err != nil {
-			return nil, err
-		}
-		split := len(wire) - len(f.Body)
-		if err := c.seal(wire[split:], wire[:split], part); err != nil {
 			return nil, err
 		}
 		out = append(out, wire)
 	}
 	return out, nil
+}
+
+// EncryptFragment encodes one Encrypted Fragment message with the header
+// fields of m (its payloads are not used) and the fragment f sealed with c.
+// EncryptFragments uses it; on its own it serves tests that need fragments
+// of their choosing.
+func EncryptFragment(m *message.Message, c *Cipher, f *Fragment) ([]byte, error) {
+	skf := &message.EncryptedFragment{Number: f.Number, Total: f.Total, NextPayload: f.NextPayload, Body: make([]byte, c.SealedLen(len(f.Data)))}
+	outer := *m
+	outer.Payloads = []message.Payload{skf}
+	wire, err := outer.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	split := len(wire) - len(skf.Body)
+	if err := c.seal(wire[split:], wire[:split], f.Data); err != nil {
+		return nil, err
+	}
+	return wire, nil
 }
 
 // DecryptFragment decodes a message carrying an Encrypted Fragment payload,

@@ -52,6 +52,11 @@ type Connection struct {
 	Local       Auth              `yaml:"local"`
 	Remote      Auth              `yaml:"remote"`
 	Children    map[string]*Child `yaml:"children"`
+
+	// Fragmentation is swanctl's fragmentation (yes, accept, force, no);
+	// FragmentSize is strongSwan's charon.fragment_size, per connection.
+	Fragmentation string `yaml:"fragmentation"`
+	FragmentSize  int    `yaml:"fragment_size"`
 }
 
 // Auth is one side's authentication (swanctl "local"/"remote" sections).
@@ -194,6 +199,11 @@ const (
 	DefaultMTU          = 1400
 	DefaultReplayWindow = 1024
 	DefaultNATTPort     = 4500
+	// DefaultFragmentSize, MinFragmentSize and MaxFragmentSize are the
+	// IKE fragment sizes (whole IP datagrams), as package ike has them.
+	DefaultFragmentSize = 1280
+	MinFragmentSize     = 256
+	MaxFragmentSize     = 65535
 )
 
 // DefaultSocketPath is the control socket when none is configured:
@@ -409,6 +419,14 @@ func (v *validator) connection(p string, c *Connection) error {
 		if err := v.auth(p+"."+side.name, side.name == "local", side.a); err != nil {
 			return err
 		}
+	}
+	var ok bool
+	if c.Fragmentation, ok = oneOf(c.Fragmentation, "yes", "yes", "accept", "force", "no"); !ok {
+		return v.errorf(p+".fragmentation", "want %s, got %q", want("yes", "accept", "force", "no"), c.Fragmentation)
+	}
+	if c.FragmentSize != 0 && (c.FragmentSize < MinFragmentSize || c.FragmentSize > MaxFragmentSize) {
+		return v.errorf(p+".fragment_size", "want %d to %d octets (a whole IP datagram), or 0 for %d, got %d",
+			MinFragmentSize, MaxFragmentSize, DefaultFragmentSize, c.FragmentSize)
 	}
 	if c.KeyingTries != nil && *c.KeyingTries < 0 {
 		return v.errorf(p+".keyingtries", "want 0 (until it works) or more, got %d", *c.KeyingTries)

@@ -101,6 +101,9 @@ func TestBad(t *testing.T) {
 		{"window", "replay_window: 4096", "replay_window: 100000", `connections.home.children.link.replay_window: want 0 (off) to 65536 packets, got 100000`},
 		{"secret both", `secret: "s3cret"}`, `secret: "s3cret", env: X}`, `secrets.ike-home: want exactly one of secret, file or env`},
 		{"list as map", "proposals: [aes128gcm16-prfsha256-x25519]", "proposals: {a: b}", `connections.home.proposals: want a list, got a mapping`},
+		{"fragmentation", "dpd_delay: 30s", "dpd_delay: 30s\n    fragmentation: maybe", `connections.home.fragmentation: want yes, accept, force or no, got "maybe"`},
+		{"fragment size", "dpd_delay: 30s", "dpd_delay: 30s\n    fragment_size: 100", `connections.home.fragment_size: want 256 to 65535 octets (a whole IP datagram), or 0 for 1280, got 100`},
+		{"fragment size type", "dpd_delay: 30s", "dpd_delay: 30s\n    fragment_size: big", `connections.home.fragment_size`},
 		{"log level", "level: info", "level: verbose", `log.level: want debug, info, warn or error, got "verbose"`},
 		{"log format", "level: info", "level: info\n  format: text", `log.format: want console or json, got "text"`},
 		{"log subsystem", "levels: {ike: debug}", "levels: {ikev2: debug}", `log.levels.ikev2: want a subsystem: ike, esp, spd, tun, net or control`},
@@ -165,4 +168,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil config without error")
 		}
 	})
+}
+
+func TestFragmentation(t *testing.T) {
+	for _, tc := range []struct {
+		add  string
+		mode string
+		size int
+	}{
+		{"", "yes", 0},
+		{"\n    fragmentation: accept\n    fragment_size: 576", "accept", 576},
+		{"\n    fragmentation: no", "no", 0},
+		{"\n    fragmentation: force\n    fragment_size: 65535", "force", 65535},
+	} {
+		c, err := Parse("f.yaml", []byte(strings.Replace(good, "dpd_delay: 30s", "dpd_delay: 30s"+tc.add, 1)))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.add, err)
+		}
+		if h := c.Connections["home"]; h.Fragmentation != tc.mode || h.FragmentSize != tc.size {
+			t.Errorf("%q: fragmentation %q, fragment_size %d", tc.add, h.Fragmentation, h.FragmentSize)
+		}
+	}
 }

@@ -62,7 +62,11 @@ func (s ikeMetrics) IKEStats() metrics.IKEStats {
 	if m == nil {
 		return metrics.IKEStats{}
 	}
-	return ikeStats(m.IKESAs())
+	out := ikeStats(m.IKESAs())
+	st := m.Stats()
+	out.Fragments = map[string]uint64{"sent": st.FragmentsSent, "received": st.FragmentsReceived, "rejected": st.FragmentsRejected}
+	out.Reassembled = st.Reassembled
+	return out
 }
 
 // ikeStats counts the IKE SAs by state for the metrics (the events are

@@ -146,6 +146,7 @@ func ikeConnection(name string, c *config.Connection) (*ike.Connection, error) {
 		RekeyTime: rekeyTime(c.RekeyTime, ikeRekeyTime), OverTime: optDuration(c.OverTime), RandTime: optDuration(c.RandTime),
 		ReauthTime: time.Duration(c.ReauthTime), KeyingTries: keyingTries(c.KeyingTries),
 		LocalID: c.Local.ID, RemoteID: c.Remote.ID}
+	out.Fragmentation, out.FragmentSize = c.Fragmentation, c.FragmentSize
 	if err := ikeAuth(where, c, out); err != nil {
 		return nil, err
 	}

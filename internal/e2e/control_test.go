@@ -146,7 +146,7 @@ func TestControlSocket(t *testing.T) {
 	}
 	list := da.ctlOK(t, "list-sas")
 	for _, re := range []string{`(?m)^link:$`, `(?m)^  IKE #[0-9]+, ESTABLISHED, IKEv2, [0-9a-f]{16}_i\* [0-9a-f]{16}_r, peer 192\.168\.78\.2:4500$`,
-		`(?m)^    local 'a\.example\.org', remote 'b\.example\.org'$`, `(?m)^    aes128gcm16-prfsha256-x25519, established \S+ ago$`, `(?m)^  net: #[0-9]+, INSTALLED, TUNNEL, ESP:aes128gcm16, peer 192\.168\.78\.2:4500$`,
+		`(?m)^    local 'a\.example\.org', remote 'b\.example\.org'$`, `(?m)^    aes128gcm16-prfsha256-x25519, established \S+ ago, rekeying in \S+, expires in \S+$`, `(?m)^  net: #[0-9]+, INSTALLED, TUNNEL, ESP:aes128gcm16, peer 192\.168\.78\.2:4500$`,
 		`(?m)^    in  0x[0-9a-f]{8}, +[1-9][0-9]* bytes, +[1-9][0-9]* packets`, `(?m)^    out 0x[0-9a-f]{8}, +[1-9][0-9]* bytes, +[1-9][0-9]* packets`} {
 		if !regexp.MustCompile(re).MatchString(list) {
 			t.Errorf("list-sas lacks %s:\n%s", re, list)

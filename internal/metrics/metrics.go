@@ -26,6 +26,11 @@ type IKEStats struct {
 	// SAs counts the IKE SAs by state (e.g. "connecting", "established",
 	// "deleting").
 	SAs map[string]int
+	// Fragments counts IKE fragments (RFC 7383) by event: "sent",
+	// "received" (authentic) and "rejected"; Reassembled counts the
+	// messages reassembled from them.
+	Fragments   map[string]uint64
+	Reassembled uint64
 }
 
 // IKESource reports IKE statistics; it must be safe for concurrent use.
@@ -62,6 +67,9 @@ var (
 
 	descKeepalives = desc("natt_keepalives_total", "NAT-T keepalives (RFC 3948), by direction (sent or received).", "direction")
 	descIKESAs     = desc("ike_sas", "IKE SAs, by state.", "state")
+
+	descIKEFragments   = desc("ike_fragments_total", "IKE fragments (RFC 7383), by event (sent, received, rejected).", "event")
+	descIKEReassembled = desc("ike_reassembled_messages_total", "IKE messages reassembled from fragments.")
 )
 
 // Collector is a prometheus.Collector over a control.Backend.
@@ -84,6 +92,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	if c.ike != nil {
 		ch <- descIKESAs
+		ch <- descIKEFragments
+		ch <- descIKEReassembled
 	}
 	if c.ctr != nil {
 		c.ctr.Describe(ch)
@@ -149,6 +159,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for state, v := range s.SAs {
 			gauge(descIKESAs, float64(v), state)
 		}
+		for event, v := range s.Fragments {
+			counter(descIKEFragments, v, event)
+		}
+		counter(descIKEReassembled, s.Reassembled)
 	}
 	if c.ctr != nil {
 		c.ctr.Collect(ch)

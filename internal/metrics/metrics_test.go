@@ -169,7 +169,8 @@ goipsec_sas{direction="out"} 0
 type fakeIKE struct{}
 
 func (fakeIKE) IKEStats() IKEStats {
-	return IKEStats{SAs: map[string]int{"established": 2, "connecting": 1}}
+	return IKEStats{SAs: map[string]int{"established": 2, "connecting": 1},
+		Fragments: map[string]uint64{"sent": 7, "received": 6, "rejected": 1}, Reassembled: 2}
 }
 
 func TestIKE(t *testing.T) {
@@ -225,11 +226,19 @@ goipsec_ike_dpd_failures_total 1
 # TYPE goipsec_natt_keepalives_total counter
 goipsec_natt_keepalives_total{direction="received"} 3
 goipsec_natt_keepalives_total{direction="sent"} 4
+# HELP goipsec_ike_fragments_total IKE fragments (RFC 7383), by event (sent, received, rejected).
+# TYPE goipsec_ike_fragments_total counter
+goipsec_ike_fragments_total{event="received"} 6
+goipsec_ike_fragments_total{event="rejected"} 1
+goipsec_ike_fragments_total{event="sent"} 7
+# HELP goipsec_ike_reassembled_messages_total IKE messages reassembled from fragments.
+# TYPE goipsec_ike_reassembled_messages_total counter
+goipsec_ike_reassembled_messages_total 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "goipsec_ike_sas", "goipsec_ike_handshakes_started_total",
 		"goipsec_ike_handshakes_completed_total", "goipsec_ike_handshakes_failed_total", "goipsec_ike_handshake_retries_total",
 		"goipsec_ike_child_sa_failures_total", "goipsec_ike_rekeys_total", "goipsec_ike_dpd_failures_total",
-		"goipsec_natt_keepalives_total"); err != nil {
+		"goipsec_natt_keepalives_total", "goipsec_ike_fragments_total", "goipsec_ike_reassembled_messages_total"); err != nil {
 		t.Error(err)
 	}
 	if problems, _ := testutil.CollectAndLint(c); len(problems) != 0 {
