@@ -162,23 +162,46 @@ func (s *fragSet) payloads() ([]message.Payload, error) {
 	return ikecrypto.Reassemble(s.parts)
 }
 
+// fragConns returns the connections whose fragmentation settings apply:
+// the SA's, or a responder's candidates before IKE_AUTH picks one (its
+// IKE_INTERMEDIATE answers, e.g. with an ML-KEM-1024 ciphertext).
+func (sa *ikeSA) fragConns() []*Connection {
+	if sa.conn != nil {
+		return []*Connection{sa.conn}
+	}
+	return sa.cands
+}
+
 // fragSend reports whether the SA sends oversized messages as fragments:
-// both ends announced support and our connection sends them.
+// both ends announced support and our connection (each candidate, before
+// it is known) sends them.
 func (sa *ikeSA) fragSend() bool {
-	if !sa.frag.local || !sa.frag.peer || sa.conn == nil {
+	cs := sa.fragConns()
+	if !sa.frag.local || !sa.frag.peer || len(cs) == 0 {
 		return false
 	}
-	mode := sa.conn.Fragmentation
-	return mode == FragmentationYes || mode == FragmentationForce
+	for _, c := range cs {
+		if c.Fragmentation != FragmentationYes && c.Fragmentation != FragmentationForce {
+			return false
+		}
+	}
+	return true
 }
 
 // fragMaxLen returns the largest IKE message (what the UDP payload carries
-// after the non-ESP marker) that fits the connection's fragment size, which
-// counts the IP and UDP headers as strongSwan's fragment_size does.
+// after the non-ESP marker) that fits the connection's fragment size (the
+// smallest of the candidates'), which counts the IP and UDP headers as
+// strongSwan's fragment_size does.
 func (sa *ikeSA) fragMaxLen() int {
-	n := sa.conn.FragmentSize
-	if n == 0 {
-		n = DefaultFragmentSize
+	n := 0
+	for _, c := range sa.fragConns() {
+		size := c.FragmentSize
+		if size == 0 {
+			size = DefaultFragmentSize
+		}
+		if n == 0 || size < n {
+			n = size
+		}
 	}
 	n -= 8 // UDP header
 	if sa.remote.Addr().Is4() {

@@ -733,3 +733,83 @@ func TestHybridReauth(t *testing.T) {
 		t.Errorf("%d IKE_INTERMEDIATE messages in the reauthentication, want 2", n)
 	}
 }
+
+// TestHybridFragmentation: with IKE fragmentation (the default) and
+// ML-KEM-1024, the IKE_INTERMEDIATE and IKE_FOLLOWUP_KE messages of both
+// ends go as fragments no larger than the fragment size, the responder's
+// before IKE_AUTH picked its connection too; setup, a hybrid Child SA rekey
+// and an IKE SA rekey work.
+func TestHybridFragmentation(t *testing.T) {
+	for _, prop := range []string{"aes256gcm16-prfsha384-x25519-ke1_mlkem1024", "aes256gcm16-prfsha384-x25519-ke1_mlkem768-ke2_mlkem1024"} {
+		t.Run(prop, func(t *testing.T) {
+			sa, sb := hybridSides([]string{prop}, []string{"aes256gcm16-x25519-ke1_mlkem1024"})
+			p := newPair(t, sa, sb, Options{})
+			if err := p.initiate("conn"); err != nil {
+				t.Fatalf("initiate: %v\n%s", err, p.b.dumpLogs())
+			}
+			p.established(t)
+			p.a.inst.peer, p.b.inst.peer = p.b.inst, p.a.inst
+			a0, b0 := p.converged(t)
+			p.b.m.Rekey("conn")
+			p.net.Pump()
+			p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
+			a1, b1 := p.converged(t)
+			changed(t, a0, a1)
+			changed(t, b0, b1)
+			i0, _ := p.a.ikeSPIs(t)
+			p.a.m.RekeyIKE("conn")
+			p.net.Pump()
+			if i1, _ := p.a.ikeSPIs(t); i1 == i0 {
+				t.Error("IKE SA not rekeyed")
+			}
+			// IPv4, NAT-T port: 1280 less IP, UDP and the non-ESP marker.
+			const limit = 1280 - 20 - 8 - 4
+			frags := map[bool]int{}
+			p.net.mu.Lock()
+			for _, pk := range p.net.log {
+				h, err := message.ParseHeader(pk.data)
+				if err != nil {
+					continue
+				}
+				if h.NextPayload == message.PayloadSKF {
+					frags[h.IsResponse()]++
+				}
+				if h.Exchange != message.IKESAInit && len(pk.data) > limit {
+					t.Errorf("%v (response %v, msgid %d) of %d octets, over %d", h.Exchange, h.IsResponse(), h.MessageID, len(pk.data), limit)
+				}
+			}
+			p.net.mu.Unlock()
+			if frags[false] == 0 || frags[true] == 0 {
+				t.Errorf("fragments sent: requests %d, responses %d", frags[false], frags[true])
+			}
+		})
+	}
+}
+
+// TestFragBeforeIKEAuth: before IKE_AUTH a responder fragments as all its
+// candidate connections allow, at the smallest of their fragment sizes.
+func TestFragBeforeIKEAuth(t *testing.T) {
+	remote := netip.MustParseAddrPort("192.0.2.1:4500")
+	both := fragState{local: true, peer: true}
+	for _, tc := range []struct {
+		name  string
+		cands []*Connection
+		send  bool
+		max   int
+	}{
+		{"one", []*Connection{{Fragmentation: FragmentationYes}}, true, 1280 - 32},
+		{"smallest size", []*Connection{{Fragmentation: FragmentationYes, FragmentSize: 1400}, {Fragmentation: FragmentationForce, FragmentSize: 1200}}, true, 1200 - 32},
+		{"one accepts only", []*Connection{{Fragmentation: FragmentationYes}, {Fragmentation: FragmentationAccept}}, false, 0},
+		{"none", nil, false, 0},
+	} {
+		sa := &ikeSA{cands: tc.cands, frag: both, remote: remote, natt: true}
+		if got := sa.fragSend(); got != tc.send {
+			t.Errorf("%s: fragSend %v, want %v", tc.name, got, tc.send)
+		}
+		if tc.send {
+			if got := sa.fragMaxLen(); got != tc.max {
+				t.Errorf("%s: fragMaxLen %d, want %d", tc.name, got, tc.max)
+			}
+		}
+	}
+}
