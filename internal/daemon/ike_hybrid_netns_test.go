@@ -45,9 +45,9 @@ func fragCreates(t *testing.T, ns *interop.Netns) int {
 // TestIKEDaemonsHybridNetns runs two goipsec daemons in their own network
 // namespaces over a veth with an MTU of 1280, on the standard ports, with
 // x25519 + ML-KEM-1024: the IKE_INTERMEDIATE messages (a 1568-octet KE
-// payload each) exceed the MTU (they cross as IP fragments, or IKE
-// fragments where those are on), traffic flows through the Child SA, and a
-// Child SA rekey with ML-KEM-1024 PFS in IKE_FOLLOWUP_KE works.
+// payload each) exceed the MTU and cross as IKE fragments (RFC 7383) from
+// both ends, traffic flows through the Child SA, and a Child SA rekey with
+// ML-KEM-1024 PFS in IKE_FOLLOWUP_KE works.
 func TestIKEDaemonsHybridNetns(t *testing.T) {
 	tp := interop.NewTopology(t, interop.TopologyOptions{})
 	tp.Left.IP(t, "link", "set", "dev", tp.LeftDev, "mtu", "1280")
@@ -83,10 +83,17 @@ func TestIKEDaemonsHybridNetns(t *testing.T) {
 			t.Fatalf("IKE SA proposal %q, want %q", got, prop)
 		}
 	}
-	// Without IKE fragmentation the IKE_INTERMEDIATE messages (over 1600
-	// octets with ML-KEM-1024) cross as IP fragments; with it, fewer or
-	// none.
-	t.Logf("%d IP fragments made during the setup", fragCreates(t, tp.Left)+fragCreates(t, tp.Right)-fragsBefore)
+	// The IKE_INTERMEDIATE messages (over 1600 octets with ML-KEM-1024)
+	// go as IKE fragments of at most 1280 octets (the default
+	// fragment_size), both ways: no IP fragment is needed.
+	if n := fragCreates(t, tp.Left) + fragCreates(t, tp.Right) - fragsBefore; n != 0 {
+		t.Errorf("%d IP fragments made: IKE fragmentation should have kept every datagram within the 1280-octet MTU", n)
+	}
+	for _, d := range []*Daemon{p.a, p.b} {
+		if st := d.IKE().Stats(); st.FragmentsSent == 0 {
+			t.Errorf("no IKE fragments sent: %+v", st)
+		}
+	}
 	exchange(t, p, 256<<10)
 	old := outSPI(p.a)
 	if err := p.b.Rekey(context.Background(), "link"); err != nil {
