@@ -154,10 +154,25 @@ func TestChildRekeyTime(t *testing.T) {
 	p.net.Pump()
 	p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
 	a0, b0 = p.converged(t)
-	// a rekeys within rekey_time less up to 10 %, every time before b.
+	// a rekeys within rekey_time less up to 10 % (rand_time defaults to
+	// life_time - rekey_time, life_time to 110 % of rekey_time), every
+	// time before b. Time goes in steps of a second until a has rekeyed,
+	// then by the grace period, after which the old inbound SAs are gone.
 	for range 5 {
-		p.clock.Advance(time.Minute+time.Second, p.net)
-		p.clock.Advance(DefaultRekeyGrace, p.net)
+		// The Child SA was made DefaultRekeyGrace+1s ago.
+		waited := DefaultRekeyGrace + time.Second
+		for p.a.snap(t).out == a0.out {
+			if waited > time.Minute+time.Second {
+				t.Fatalf("a did not rekey within %v", waited)
+			}
+			p.clock.Advance(time.Second, p.net)
+			waited += time.Second
+		}
+		// It rekeyed within the last second waited.
+		if waited < 54*time.Second || waited > time.Minute+time.Second {
+			t.Errorf("a rekeyed %v after the Child SA was made, want rekey_time less up to 10 %%", waited)
+		}
+		p.clock.Advance(DefaultRekeyGrace+time.Second, p.net)
 		a1, b1 := p.converged(t)
 		changed(t, a0, a1)
 		changed(t, b0, b1)
