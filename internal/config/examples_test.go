@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -253,6 +254,28 @@ func TestDaemonSection(t *testing.T) {
 			t.Errorf("%s: got %v, want %q", tc.yaml, err, tc.want)
 		case tc.want == "" && c.Daemon.User == "":
 			t.Errorf("%s: user lost", tc.yaml)
+		}
+	}
+}
+
+// TestReadmeConfigs loads every YAML block of the README with config.Load,
+// so that the configurations shown to users stay valid.
+func TestReadmeConfigs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(b, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("%d YAML blocks in the README, want at least 2 (static keys, IKEv2)", len(blocks))
+	}
+	for i, m := range blocks {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("readme-%d.yaml", i+1))
+		if err := os.WriteFile(path, m[1], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.Load(path); err != nil {
+			t.Errorf("README YAML block %d: %v", i+1, err)
 		}
 	}
 }
