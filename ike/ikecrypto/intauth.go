@@ -35,24 +35,12 @@ func IntAuthOctets(header []byte, first message.PayloadType, plain []byte) ([]by
 // opening its Encrypted payload with c (the cipher of its sender's
 // direction, so our own messages open with the cipher that sealed them).
 func IntAuthFromWire(wire []byte, c *Cipher) ([]byte, error) {
-	m, err := message.ParseMessage(wire)
-	if err != nil {
-		return nil, err
-	}
-	last := len(m.Payloads) - 1
-	if last < 0 {
-		return nil, ErrNotEncrypted
-	}
-	sk, ok := m.Payloads[last].(*message.Encrypted)
-	if !ok {
-		return nil, ErrNotEncrypted
-	}
-	split := len(wire) - len(sk.Body)
-	plain, err := c.open(wire[:split], sk.Body)
+	_, sk, plain, err := openEncrypted(wire, c)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(plain)
+	split := len(wire) - len(sk.Body)
 	return IntAuthOctets(wire[:split-message.GenericHeaderLen], sk.NextPayload, plain)
 }
 

@@ -34,20 +34,7 @@ func Encrypt(m *message.Message, c *Cipher) ([]byte, error) {
 // it in place of the Encrypted payload. Failed integrity is ErrAuth; a
 // message without an Encrypted payload is ErrNotEncrypted.
 func Decrypt(b []byte, c *Cipher) (*message.Message, error) {
-	m, err := message.ParseMessage(b)
-	if err != nil {
-		return nil, err
-	}
-	last := len(m.Payloads) - 1
-	if last < 0 {
-		return nil, ErrNotEncrypted
-	}
-	sk, ok := m.Payloads[last].(*message.Encrypted)
-	if !ok {
-		return nil, ErrNotEncrypted
-	}
-	// The Encrypted payload is the last one and its body ends the message.
-	plain, err := c.open(b[:len(b)-len(sk.Body)], sk.Body)
+	m, sk, plain, err := openEncrypted(b, c)
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +42,30 @@ func Decrypt(b []byte, c *Cipher) (*message.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Payloads = append(m.Payloads[:last], inner...)
+	m.Payloads = append(m.Payloads[:len(m.Payloads)-1], inner...)
 	return m, nil
+}
+
+// openEncrypted parses the message b and authenticates and decrypts its
+// Encrypted payload, the last one, whose body ends the message.
+func openEncrypted(b []byte, c *Cipher) (m *message.Message, sk *message.Encrypted, plain []byte, err error) {
+	m, err = message.ParseMessage(b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	last := len(m.Payloads) - 1
+	if last < 0 {
+		return nil, nil, nil, ErrNotEncrypted
+	}
+	sk, ok := m.Payloads[last].(*message.Encrypted)
+	if !ok {
+		return nil, nil, nil, ErrNotEncrypted
+	}
+	plain, err = c.open(b[:len(b)-len(sk.Body)], sk.Body)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return m, sk, plain, nil
 }
 
 // Fragment is the decrypted content of one Encrypted Fragment payload.
