@@ -285,14 +285,7 @@ func (sa *ikeSA) deriveKeys(secret []byte) error {
 		sa.out, sa.in = cr, ci
 	}
 	sa.ke = nil
-	if h := sa.m.opts.KeyHook; h != nil {
-		name := ""
-		if sa.conn != nil {
-			name = sa.conn.Name
-		}
-		h(KeyMaterial{Connection: name, SPIi: sa.spiI, SPIr: sa.spiR, Initiator: sa.initiator,
-			Proposal: proposal.Format(sa.chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(keys)})
-	}
+	sa.reportIKEKeys(skeyseed)
 	return nil
 }
 

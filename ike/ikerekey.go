@@ -348,10 +348,7 @@ func (sa *ikeSA) rekeyedSA(weInit bool, spii, spir uint64, chosen *message.Propo
 		ns.out, ns.in = cr, ci
 	}
 	m.sas[ns.ourSPI()] = ns
-	if h := m.opts.KeyHook; h != nil {
-		h(KeyMaterial{Connection: sa.conn.Name, SPIi: spii, SPIr: spir, Initiator: weInit,
-			Proposal: proposal.Format(chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(keys)})
-	}
+	ns.reportIKEKeys(skeyseed)
 	m.obs.Rekeyed(RekeyIKE, weInit)
 	sa.info("IKE SA rekeyed", zap.String("new", ns.name()), zap.String("new_spis", fmt.Sprintf("%016x_i %016x_r", spii, spir)),
 		zap.String("proposal", proposal.Format(chosen)))

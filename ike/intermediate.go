@@ -310,14 +310,6 @@ func (sa *ikeSA) useKeys(u *updatedKeys) {
 	sa.in.Zero()
 	sa.out.Zero()
 	sa.keys, sa.in, sa.out = u.keys, u.in, u.out
-	keys, skeyseed := u.keys, u.skeyseed
 	sa.m.log.Debug("IKE SA keys updated after an additional key exchange", sa.logFields(zap.Int("round", sa.inter.done))...)
-	if h := sa.m.opts.KeyHook; h != nil {
-		name := ""
-		if sa.conn != nil {
-			name = sa.conn.Name
-		}
-		h(KeyMaterial{Connection: name, SPIi: sa.spiI, SPIr: sa.spiR, Initiator: sa.initiator,
-			Proposal: proposal.Format(sa.chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(keys)})
-	}
+	sa.reportIKEKeys(u.skeyseed)
 }

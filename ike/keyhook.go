@@ -1,6 +1,9 @@
 package ike
 
-import "github.com/goipsec/goipsec/ike/ikecrypto"
+import (
+	"github.com/goipsec/goipsec/ike/ikecrypto"
+	"github.com/goipsec/goipsec/ike/proposal"
+)
 
 // KeyMaterial is what Options.KeyHook receives, for tests only: the keys
 // of a new IKE SA (IKE set) or of a new Child SA (ChildKeys set), as copies
@@ -30,4 +33,19 @@ type KeyMaterial struct {
 
 func cloneIKEKeys(k *ikecrypto.IKEKeys) *ikecrypto.IKEKeys {
 	return &ikecrypto.IKEKeys{D: clone(k.D), Ai: clone(k.Ai), Ar: clone(k.Ar), Ei: clone(k.Ei), Er: clone(k.Er), Pi: clone(k.Pi), Pr: clone(k.Pr)}
+}
+
+// reportIKEKeys hands sa's current IKE SA keys and skeyseed to the key
+// hook, if there is one.
+func (sa *ikeSA) reportIKEKeys(skeyseed []byte) {
+	h := sa.m.opts.KeyHook
+	if h == nil {
+		return
+	}
+	name := ""
+	if sa.conn != nil {
+		name = sa.conn.Name
+	}
+	h(KeyMaterial{Connection: name, SPIi: sa.spiI, SPIr: sa.spiR, Initiator: sa.initiator,
+		Proposal: proposal.Format(sa.chosen), SKEYSEED: clone(skeyseed), IKE: cloneIKEKeys(sa.keys)})
 }

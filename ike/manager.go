@@ -296,14 +296,7 @@ func (m *Manager) Start() {
 	m.lock()
 	defer m.unlock()
 	for _, c := range m.cfg.Connections {
-		for _, ch := range c.Children {
-			switch ch.StartAction {
-			case StartTrap:
-				m.installTrap(ch)
-			case StartStart:
-				m.startChild(ch)
-			}
-		}
+		m.startConnection(c)
 	}
 }
 
