@@ -113,3 +113,78 @@ func TestConcurrentDisabled(t *testing.T) {
 		t.Errorf("Highest() = %d", h)
 	}
 }
+
+// TestConcurrentSliding has goroutines race on a small window that slides
+// far: each receives every sequence number, shuffled in chunks larger than
+// the window (so many fall out of it) and sometimes far ahead of the
+// others. No number may be accepted twice, and every number accepted must
+// have been inside the window of the highest one seen before.
+func TestConcurrentSliding(t *testing.T) {
+	const (
+		workers = 4
+		n       = 50000
+	)
+	for _, size := range []int{64, 1024} {
+		for _, esn := range []bool{false, true} {
+			w := newWindow(t, size)
+			first := uint64(1)
+			if esn {
+				first = two32 - n/2
+				if err := w.Accept(first - 1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			accepted := make([]atomic.Int32, n)
+			var wg sync.WaitGroup
+			for g := range workers {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(g), uint64(size)))
+					order := make([]uint64, n)
+					for i := range order {
+						order[i] = first + uint64(i)
+					}
+					chunk := 3 * size / 2
+					for i := 0; i < n; i += chunk {
+						c := order[i:min(i+chunk, n)]
+						rng.Shuffle(len(c), func(a, b int) { c[a], c[b] = c[b], c[a] })
+					}
+					for _, s := range order {
+						seq, err := w.Check(uint32(s), esn)
+						if err != nil || seq != s {
+							// Left of the window, ESN infers the next
+							// 2^32 subspace: the ICV would fail.
+							continue
+						}
+						if err := w.Accept(seq); err == nil {
+							accepted[s-first].Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			total := 0
+			for i := range accepted {
+				c := accepted[i].Load()
+				if c > 1 {
+					t.Fatalf("W %d esn %v: seq %#x accepted %d times", size, esn, first+uint64(i), c)
+				}
+				total += int(c)
+			}
+			if h := w.Highest(); h != first+n-1 {
+				t.Errorf("W %d esn %v: Highest() = %#x, want %#x", size, esn, h, first+n-1)
+			}
+			if total < n/2 {
+				t.Errorf("W %d esn %v: only %d of %d accepted", size, esn, total, n)
+			}
+			// Afterwards the window holds exactly what a sequential
+			// replay of the accepted set implies: everything accepted in
+			// the last W is a replay.
+			for s := first + n - uint64(w.Size()); s < first+n; s++ {
+				_, err := w.Check(uint32(s), esn)
+				if accepted[s-first].Load() == 1 && err != ErrReplay || accepted[s-first].Load() == 0 && err != nil {
+					t.Fatalf("W %d esn %v: seq %#x (accepted %d): Check = %v", size, esn, s, accepted[s-first].Load(), err)
+				}
+			}
+		}
+	}
+}

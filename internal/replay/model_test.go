@@ -138,9 +138,7 @@ func (p *pair) compareState() {
 		hi = math.MaxUint64
 	}
 	for s := lo; ; s++ {
-		p.w.mu.Lock()
-		err := p.w.checkLocked(s)
-		p.w.mu.Unlock()
+		err := p.w.verdict(s)
 		if rerr := p.r.verdict(s); err != rerr {
 			p.t.Fatalf("state: W=%d highest=%#x seq %#x: %s; reference %s",
 				p.r.size, T, s, errName(err), errName(rerr))

@@ -8,25 +8,40 @@
 // without changing any state. Only after the ICV has verified does the
 // receiver call Accept, which records the packet and slides the window.
 //
-// The bitmap follows RFC 6479: a ring of 64-bit words, slid forward by
-// clearing whole words, never by shifting the map. Window sizes are rounded
-// up to a multiple of 64 packets; the ring holds at least one word more than
-// the window, so every packet inside the window always has a live bit.
+// The bitmap follows RFC 6479: a ring of 64-bit words, never shifted. Each
+// word covers 8 sequence numbers (a block): its low byte is the bitmap and
+// the rest the block's tag, the block number without the bits that the
+// word's place in the ring already gives (so tags are exact for all 2^64
+// sequence numbers). A word whose tag is not that of the block asked about
+// holds an older block, stale and free to take over: so the window slides
+// without clearing anything. Window sizes are rounded up to a multiple of 64
+// packets; the ring holds at least one block more than the window (and at
+// least 32 words), so every packet inside the window always has a live
+// word.
+//
+// Check and Accept take no lock: Check is two atomic loads, Accept one
+// compare-and-swap on the packet's word, and one more on the highest
+// sequence number when the packet moves it forward. Accept raises the
+// highest sequence number before it takes over a word, and every check
+// reads the word before the highest number, so a word can only be taken
+// over by a block whose packets are inside the window, from a block whose
+// packets are out of it: a replay never passes, however the goroutines
+// interleave.
 //
 // Size 0 disables anti-replay: every nonzero sequence number passes, but the
 // highest accepted one is still tracked so ESN high-order bits can be
 // inferred, using a 2^31-packet window in place of W. A Window serves one SA
 // and must be used with a fixed choice of 32-bit or ESN sequence numbers.
 //
-// A Window is safe for concurrent use; each Window has its own mutex, and
-// Check and Accept do not allocate.
+// Check, Accept, Highest and Size are safe for concurrent use and do not
+// allocate; Init must not run concurrently with them.
 package replay
 
 import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
+	"sync/atomic"
 )
 
 const (
@@ -61,44 +76,55 @@ var (
 // unusable (Check and Accept return ErrUninitialized) until Init is called.
 // A Window must not be copied after first use.
 type Window struct {
-	mu      sync.Mutex
-	highest uint64   // highest accepted sequence number; 0 before the first
-	size    uint64   // window width in packets (multiple of 64); 0 = disabled
-	mask    uint64   // len(ring)-1; len(ring) is a power of two
-	ring    []uint64 // bit (s & 63) of ring[(s>>6)&mask] set = s accepted
+	highest atomic.Uint64   // highest accepted sequence number; 0 before the first
+	size    uint64          // window width in packets (multiple of 64); 0 = disabled
+	mask    uint64          // len(ring)-1; len(ring) is a power of two
+	shift   uint            // log2(len(ring))
+	ring    []atomic.Uint64 // block b in ring[b&mask]: b>>shift<<8 | bitmap
 	inited  bool
 }
+
+const (
+	// blockShift is log2 of the sequence numbers per ring word.
+	blockShift = 3
+	// minWords keeps tags exact: 64-blockShift-log2(minWords) bits fit
+	// above the bitmap byte.
+	minWords = 32
+	bitsMask = 1<<(1<<blockShift) - 1
+)
 
 // Init resets w to an empty window of the given size in packets: 0 disables
 // anti-replay, 1..MaxSize is rounded up to a multiple of 64. Init allocates
 // the bitmap (reusing a previous one if large enough) and returns an error
-// wrapping ErrInvalidSize if size is negative or above MaxSize.
+// wrapping ErrInvalidSize if size is negative or above MaxSize. It must not
+// run concurrently with the other methods.
 func (w *Window) Init(size int) error {
 	if size < 0 || size > MaxSize {
 		return fmt.Errorf("%w: %d (want 0..%d)", ErrInvalidSize, size, MaxSize)
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.highest = 0
+	w.highest.Store(0)
 	w.inited = true
 	if size == 0 {
 		w.size, w.mask, w.ring = 0, 0, nil
 		return nil
 	}
 	width := (uint64(size) + 63) &^ 63
-	// One word more than the window needs, rounded to a power of two so the
-	// ring index is a mask.
-	words := uint64(1)
-	for words < width/64+1 {
+	// One block more than the window needs, rounded to a power of two so
+	// the ring index is a mask. An all-zero word is an empty block.
+	words, shift := uint64(minWords), uint(5)
+	for words < width>>blockShift+1 {
 		words <<= 1
+		shift++
 	}
 	if uint64(cap(w.ring)) >= words {
 		w.ring = w.ring[:words]
-		clear(w.ring)
+		for i := range w.ring {
+			w.ring[i].Store(0)
+		}
 	} else {
-		w.ring = make([]uint64, words)
+		w.ring = make([]atomic.Uint64, words)
 	}
-	w.size, w.mask = width, words-1
+	w.size, w.mask, w.shift = width, words-1, shift
 	return nil
 }
 
@@ -111,20 +137,16 @@ func (w *Window) Init(size int) error {
 // inferred (ErrTooOld). With anti-replay disabled, only ErrZero and the
 // uninferable ESN case are reported.
 func (w *Window) Check(seqLow uint32, esn bool) (seq uint64, err error) {
-	w.mu.Lock()
 	if !w.inited {
-		w.mu.Unlock()
 		return 0, ErrUninitialized
 	}
 	seq = uint64(seqLow)
 	if esn {
-		seq, err = w.inferLocked(seqLow)
+		if seq, err = w.infer(seqLow, w.highest.Load()); err != nil {
+			return seq, err
+		}
 	}
-	if err == nil {
-		err = w.checkLocked(seq)
-	}
-	w.mu.Unlock()
-	return seq, err
+	return seq, w.verdict(seq)
 }
 
 // Accept records seq as received; call it only after the packet's ICV has
@@ -133,56 +155,76 @@ func (w *Window) Check(seqLow uint32, esn bool) (seq uint64, err error) {
 // without recording anything if seq fails it. A seq above Highest slides the
 // window forward.
 func (w *Window) Accept(seq uint64) error {
-	w.mu.Lock()
 	if !w.inited {
-		w.mu.Unlock()
 		return ErrUninitialized
 	}
-	if err := w.checkLocked(seq); err != nil {
-		w.mu.Unlock()
-		return err
+	if seq == 0 {
+		return ErrZero
 	}
-	if seq > w.highest {
-		if w.size != 0 {
-			w.slideLocked(seq)
+	if w.size == 0 {
+		w.raise(seq)
+		return nil
+	}
+	h := w.highest.Load()
+	if seq <= h {
+		if h-seq >= w.size {
+			return ErrTooOld
 		}
-		w.highest = seq
+	} else {
+		// Raise first: whoever reads the word after this takeover reads
+		// the new highest too (see the package comment).
+		w.raise(seq)
 	}
-	if w.size != 0 {
-		w.ring[(seq>>6)&w.mask] |= 1 << (seq & 63)
+	blk := seq >> blockShift
+	tag := blk >> w.shift << 8
+	bit := uint64(1) << (seq & (1<<blockShift - 1))
+	word := &w.ring[blk&w.mask]
+	for {
+		old := word.Load()
+		if h := w.highest.Load(); seq <= h && h-seq >= w.size {
+			return ErrTooOld
+		}
+		nw := tag | bit // an older block's word: take it over
+		if old&^bitsMask == tag {
+			if old&bit != 0 {
+				return ErrReplay
+			}
+			nw = old | bit
+		}
+		if word.CompareAndSwap(old, nw) {
+			return nil
+		}
 	}
-	w.mu.Unlock()
-	return nil
+}
+
+// raise makes seq the highest sequence number if it is higher.
+func (w *Window) raise(seq uint64) {
+	for {
+		h := w.highest.Load()
+		if seq <= h || w.highest.CompareAndSwap(h, seq) {
+			return
+		}
+	}
 }
 
 // Highest returns the highest sequence number accepted so far, 0 if none.
-func (w *Window) Highest() uint64 {
-	w.mu.Lock()
-	h := w.highest
-	w.mu.Unlock()
-	return h
-}
+func (w *Window) Highest() uint64 { return w.highest.Load() }
 
 // Size returns the effective window size in packets (a multiple of 64), or 0
 // if anti-replay is disabled or w is not initialized.
-func (w *Window) Size() int {
-	w.mu.Lock()
-	s := w.size
-	w.mu.Unlock()
-	return int(s)
-}
+func (w *Window) Size() int { return int(w.size) }
 
-// inferLocked applies RFC 4303 Appendix A2.2 with W = the window size (or
-// disabledInferWindow) and T = w.highest. A result below 0 (Th-1 with Th = 0)
+// infer applies RFC 4303 Appendix A2.2 with W = the window size (or
+// disabledInferWindow) and T = highest. A result below 0 (Th-1 with Th = 0)
 // or above 2^64-1 (Th+1 with Th = 2^32-1) cannot exist and is reported as
 // ErrTooOld.
-func (w *Window) inferLocked(seql uint32) (uint64, error) {
+func (w *Window) infer(seql uint32, highest uint64) (uint64, error) {
 	width := w.size
 	if width == 0 {
 		width = disabledInferWindow
 	}
-	th := w.highest >> 32
-	tl := uint32(w.highest)
+	th := highest >> 32
+	tl := uint32(highest)
 	bl := tl - uint32(width-1) // Bl = Tl - W + 1 (mod 2^32)
 	var sh uint64
 	if uint64(tl) >= width-1 {
@@ -209,36 +251,23 @@ func (w *Window) inferLocked(seql uint32) (uint64, error) {
 	return sh<<32 | uint64(seql), nil
 }
 
-// checkLocked is the anti-replay test of RFC 4303 section 3.4.3 for a full
-// sequence number.
-func (w *Window) checkLocked(seq uint64) error {
+// verdict is the anti-replay test of RFC 4303 section 3.4.3 for a full
+// sequence number. It reads the word before the highest number (see the
+// package comment): a word of another block is then an older one.
+func (w *Window) verdict(seq uint64) error {
 	if seq == 0 {
 		return ErrZero
 	}
-	if w.size == 0 || seq > w.highest {
+	if w.size == 0 {
 		return nil
 	}
-	if w.highest-seq >= w.size {
+	blk := seq >> blockShift
+	word := w.ring[blk&w.mask].Load()
+	if h := w.highest.Load(); seq <= h && h-seq >= w.size {
 		return ErrTooOld
 	}
-	if w.ring[(seq>>6)&w.mask]&(1<<(seq&63)) != 0 {
+	if word>>8 == blk>>w.shift && word&(1<<(seq&(1<<blockShift-1))) != 0 {
 		return ErrReplay
 	}
 	return nil
-}
-
-// slideLocked advances the window so seq (> w.highest) becomes its right
-// edge: every ring word between the old and the new right-edge word is
-// cleared (all of them if the jump is at least the ring length).
-func (w *Window) slideLocked(seq uint64) {
-	oldWord := w.highest >> 6
-	newWord := seq >> 6
-	n := newWord - oldWord
-	if n > w.mask {
-		clear(w.ring)
-		return
-	}
-	for i := oldWord + 1; i <= newWord; i++ {
-		w.ring[i&w.mask] = 0
-	}
 }

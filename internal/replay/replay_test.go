@@ -60,8 +60,8 @@ func TestInit(t *testing.T) {
 			t.Errorf("Init(%d): Size() = %d, want %d", tc.in, got, tc.want)
 		}
 		if tc.want != 0 {
-			// The ring must hold at least one word more than the window.
-			if n := len(w.ring); n*64 < tc.want+64 || n&(n-1) != 0 {
+			// The ring must hold at least one block more than the window.
+			if n := len(w.ring); n<<blockShift < tc.want+1<<blockShift || n&(n-1) != 0 {
 				t.Errorf("Init(%d): ring of %d words", tc.in, n)
 			}
 		}
