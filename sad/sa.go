@@ -299,6 +299,78 @@ func (sa *SA) countSlow(p, b, n uint64) bool {
 	return true
 }
 
+// CountRun accounts a run of packets of the given sizes in bytes, in
+// order, as Count would one by one, with one atomic update of each counter
+// while the run stays clear of the limits. Count refuses every packet after
+// the first it refuses (the SA is then dead), so the packets accepted are a
+// prefix of the run: CountRun returns its length.
+func (sa *SA) CountRun(sizes []int) int {
+	if len(sizes) == 0 {
+		return 0
+	}
+	if sa.flags.Load()&flagDead != 0 {
+		sa.drops[DropExpired].Add(uint64(len(sizes)))
+		return 0
+	}
+	var total uint64
+	for _, n := range sizes {
+		total += uint64(n)
+	}
+	n := uint64(len(sizes))
+	p := sa.packets.Add(n)
+	b := sa.bytes.Add(total)
+	if p < sa.softPk && b < sa.softBy {
+		return len(sizes)
+	}
+	// Near a limit: walk the run, each packet at its place in the
+	// counters, as Count would have seen them.
+	p, b = p-n, b-total
+	for i, size := range sizes {
+		p++
+		b += uint64(size)
+		if p < sa.softPk && b < sa.softBy {
+			continue
+		}
+		why := ReasonBytes
+		if p > sa.hardPk || b > sa.hardBy {
+			if p > sa.hardPk {
+				why = ReasonPackets
+			}
+			sa.takeBack(sizes[i:])
+			sa.expire(why)
+			return i
+		}
+		if p >= sa.hardPk || b >= sa.hardBy {
+			if p >= sa.hardPk {
+				why = ReasonPackets
+			}
+			sa.takeBack(sizes[i+1:]) // this was the last packet
+			sa.expire(why)
+			return i + 1
+		}
+		if p >= sa.softPk {
+			why = ReasonPackets
+		}
+		sa.raise(SoftExpire, why)
+	}
+	return len(sizes)
+}
+
+// takeBack removes refused packets, counted by CountRun, from the counters
+// and counts them as DropExpired.
+func (sa *SA) takeBack(sizes []int) {
+	if len(sizes) == 0 {
+		return
+	}
+	var total uint64
+	for _, n := range sizes {
+		total += uint64(n)
+	}
+	sa.packets.Add(-uint64(len(sizes)))
+	sa.bytes.Add(-total)
+	sa.drops[DropExpired].Add(uint64(len(sizes)))
+}
+
 // Drop counts a packet dropped for reason r.
 func (sa *SA) Drop(r DropReason) {
 	if r >= NumDropReasons {

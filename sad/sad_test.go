@@ -3,6 +3,7 @@ package sad
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -349,61 +350,127 @@ func TestLifetimes(t *testing.T) {
 		{"bytes then time", Outbound, Lifetime{Soft: Limits{Bytes: 100, Time: time.Hour}, Hard: Limits{Time: 2 * time.Hour}},
 			[]step{{packets: 1, size: 100}, {advance: time.Hour}, {advance: time.Hour}}, []string{ev(soft, ReasonBytes), ev(hard, ReasonTime)}, true, 1},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newClock()
-			db := newTestDB(c, 64)
-			cfg := inCfg(0x1234, 9)
-			if tt.dir == Outbound {
-				cfg = outCfg(0x1234, 9)
+	for _, run := range []bool{false, true} {
+		for _, tt := range tests {
+			name := tt.name
+			if run {
+				name += " (CountRun)"
 			}
-			cfg.Lifetime = tt.life
-			sa := mustAdd(t, db, cfg)
-			var got []string
-			for i, s := range tt.steps {
-				c.Advance(s.advance)
-				refused := 0
-				for range s.packets {
-					if !sa.Count(s.size) {
-						refused++
+			t.Run(name, func(t *testing.T) {
+				c := newClock()
+				db := newTestDB(c, 64)
+				cfg := inCfg(0x1234, 9)
+				if tt.dir == Outbound {
+					cfg = outCfg(0x1234, 9)
+				}
+				cfg.Lifetime = tt.life
+				sa := mustAdd(t, db, cfg)
+				var got []string
+				for i, s := range tt.steps {
+					c.Advance(s.advance)
+					refused := 0
+					if run {
+						sizes := make([]int, s.packets)
+						for i := range sizes {
+							sizes[i] = s.size
+						}
+						refused = len(sizes) - sa.CountRun(sizes)
+					} else {
+						for range s.packets {
+							if !sa.Count(s.size) {
+								refused++
+							}
+						}
+					}
+					if refused != s.refused {
+						t.Errorf("step %d: %d packets refused, want %d", i, refused, s.refused)
+					}
+					db.Sweep()
+					db.Sweep()
+					for _, e := range drain(db) {
+						if e.SPI != 0x1234 || e.Child != 9 || e.Dir != tt.dir || e.Proto != ESP || e.SA != sa {
+							t.Errorf("event %v names the wrong SA", e)
+						}
+						got = append(got, ev(e.Kind, e.Reason))
 					}
 				}
-				if refused != s.refused {
-					t.Errorf("step %d: %d packets refused, want %d", i, refused, s.refused)
+				if !slices.Equal(got, tt.events) {
+					t.Errorf("events %v, want %v", got, tt.events)
 				}
+				found := db.Inbound(ESP, 0x1234) == sa || db.Outbound(9) == sa
+				if found == tt.removed {
+					t.Errorf("found %v, want removed %v", found, tt.removed)
+				}
+				if sa.Packets() != tt.packets {
+					t.Errorf("%d packets counted, want %d", sa.Packets(), tt.packets)
+				}
+				zeroed := sa.engine.(*fakeEngine).isZeroed()
+				if zeroed {
+					t.Error("zeroed before the grace")
+				}
+				c.Advance(time.Second)
 				db.Sweep()
-				db.Sweep()
-				for _, e := range drain(db) {
-					if e.SPI != 0x1234 || e.Child != 9 || e.Dir != tt.dir || e.Proto != ESP || e.SA != sa {
-						t.Errorf("event %v names the wrong SA", e)
-					}
-					got = append(got, ev(e.Kind, e.Reason))
+				if zeroed = sa.engine.(*fakeEngine).isZeroed(); zeroed != tt.removed {
+					t.Errorf("zeroed %v after the grace, want %v", zeroed, tt.removed)
+				}
+				snap := sa.Snapshot()
+				if snap.HardExpired != tt.removed || snap.Removed != tt.removed {
+					t.Errorf("snapshot %+v", snap)
+				}
+			})
+		}
+	}
+}
+
+// TestCountRunMatchesCount feeds random runs of random sizes to two SAs
+// with the same random limits, one packet by packet through Count, the
+// other through CountRun, and compares what was refused, the counters,
+// the drops and the events.
+func TestCountRunMatchesCount(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(n uint64) uint64 {
+		if rng.IntN(3) == 0 {
+			return 0 // no limit
+		}
+		return 1 + rng.Uint64N(n)
+	}
+	for iter := range 300 {
+		life := Lifetime{Soft: Limits{Packets: pick(200), Bytes: pick(100000)}, Hard: Limits{Packets: pick(300), Bytes: pick(150000)}}
+		c := newClock()
+		db1, db2 := newTestDB(c, 64), newTestDB(c, 64)
+		cfg1, cfg2 := inCfg(0x1234, 9), inCfg(0x1234, 9)
+		cfg1.Lifetime, cfg2.Lifetime = life, life
+		one, run := mustAdd(t, db1, cfg1), mustAdd(t, db2, cfg2)
+		var ev1, ev2 []string
+		for step := 0; step < 40 && (one.Alive() || run.Alive()); step++ {
+			sizes := make([]int, rng.IntN(70))
+			for i := range sizes {
+				sizes[i] = 20 + rng.IntN(1500)
+			}
+			n1 := 0
+			for _, s := range sizes {
+				if one.Count(s) {
+					n1++
 				}
 			}
-			if !slices.Equal(got, tt.events) {
-				t.Errorf("events %v, want %v", got, tt.events)
+			n2 := run.CountRun(sizes)
+			if n1 != n2 {
+				t.Fatalf("iter %d step %d %+v: Count accepted %d of %d, CountRun %d", iter, step, life, n1, len(sizes), n2)
 			}
-			found := db.Inbound(ESP, 0x1234) == sa || db.Outbound(9) == sa
-			if found == tt.removed {
-				t.Errorf("found %v, want removed %v", found, tt.removed)
+			for _, e := range drain(db1) {
+				ev1 = append(ev1, e.Kind.String()+"/"+e.Reason.String())
 			}
-			if sa.Packets() != tt.packets {
-				t.Errorf("%d packets counted, want %d", sa.Packets(), tt.packets)
+			for _, e := range drain(db2) {
+				ev2 = append(ev2, e.Kind.String()+"/"+e.Reason.String())
 			}
-			zeroed := sa.engine.(*fakeEngine).isZeroed()
-			if zeroed {
-				t.Error("zeroed before the grace")
-			}
-			c.Advance(time.Second)
-			db.Sweep()
-			if zeroed = sa.engine.(*fakeEngine).isZeroed(); zeroed != tt.removed {
-				t.Errorf("zeroed %v after the grace, want %v", zeroed, tt.removed)
-			}
-			snap := sa.Snapshot()
-			if snap.HardExpired != tt.removed || snap.Removed != tt.removed {
-				t.Errorf("snapshot %+v", snap)
-			}
-		})
+		}
+		s1, s2 := one.Snapshot(), run.Snapshot()
+		if s1.Packets != s2.Packets || s1.Bytes != s2.Bytes || s1.Drops != s2.Drops || s1.SoftExpired != s2.SoftExpired || s1.HardExpired != s2.HardExpired {
+			t.Fatalf("iter %d %+v: Count %+v, CountRun %+v", iter, life, s1, s2)
+		}
+		if !slices.Equal(ev1, ev2) {
+			t.Fatalf("iter %d %+v: events %v vs %v", iter, life, ev1, ev2)
+		}
 	}
 }
 
@@ -795,12 +862,14 @@ func TestZeroAllocs(t *testing.T) {
 	sa := db.Inbound(ESP, 0x1001)
 	ap := sa.Peer()
 	f := packet.Flow{Src: netip.MustParseAddr("10.2.0.9"), Dst: netip.MustParseAddr("10.1.0.1")}
+	sizes := [...]int{1400, 64, 1400}
 	n := testing.AllocsPerRun(1000, func() {
 		in := db.Inbound(ESP, 0x1001)
 		out := db.Outbound(500)
 		_ = db.Inbound(ESP, 0x99999999)
 		in.Count(1000)
 		out.Count(1000)
+		in.CountRun(sizes[:])
 		in.CheckInbound(f)
 		in.Drop(DropReplay)
 		in.UpdatePeer(ap)

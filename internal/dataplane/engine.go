@@ -270,14 +270,22 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 // with Headroom before it and Tailroom after it in its buffer). Decrypted IP
 // packets are appended to tunBufs so that tunBufs[j][offset:] is the packet
 // (offset must be at most Headroom-40); IKE messages go to the IKE handler.
+//
+// Consecutive datagrams of one SA (the usual case: a GRO batch of one
+// flow) share one SAD lookup, one inbound policy check per inner flow and
+// one update of the SA's counters (sad.SA.CountRun, exact against the
+// lifetime limits); the batch's own counters are added once at the end.
 func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
-	var f packet.Flow
-	var bytes, delivered uint64
-	defer func() {
-		e.Stats.RecvPackets.Add(uint64(len(in)))
-		e.Stats.RecvBytes.Add(bytes)
-		e.Stats.Delivered.Add(delivered)
-	}()
+	var (
+		f, okFlow packet.Flow
+		okSA      *sad.SA // the SA whose selectors okFlow passed
+		sa        *sad.SA // the SA of the last ESP datagram, for lastSPI
+		engine    *esp.SA
+		lastSPI   uint32
+		bytes     uint64
+		run       countRun
+	)
+	run.tunBufs = tunBufs
 	for i := range in {
 		d := &in[i]
 		p := d.Payload()
@@ -298,12 +306,12 @@ func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 			continue
 		}
 		spi, _ := esp.SPIOf(p)
-		sa := e.sad.Inbound(sad.ESP, spi)
-		if sa == nil {
-			e.Stats.UnknownSPI.Add(1)
-			continue
+		if sa == nil || spi != lastSPI {
+			sa, engine, lastSPI = nil, nil, spi
+			if sa = e.sad.Inbound(sad.ESP, spi); sa != nil {
+				engine = sa.ESP()
+			}
 		}
-		engine := sa.ESP()
 		if engine == nil {
 			e.Stats.UnknownSPI.Add(1)
 			continue
@@ -335,11 +343,14 @@ func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 			e.Stats.InboundDrops.Add(1)
 			continue
 		}
-		if !sa.CheckInbound(f) { // counted by the SA as a policy drop
-			e.Stats.InboundDrops.Add(1)
-			continue
+		if sa != okSA || f != okFlow {
+			if !sa.CheckInbound(f) { // counted by the SA as a policy drop
+				e.Stats.InboundDrops.Add(1)
+				continue
+			}
+			okSA, okFlow = sa, f
 		}
-		if !sa.Count(len(inner)) {
+		if start < offset {
 			e.Stats.InboundDrops.Add(1)
 			continue
 		}
@@ -348,14 +359,46 @@ func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 			e.log.Info("peer endpoint changed", zap.Uint32("spi", spi), zap.Stringer("addr", d.Addr))
 			e.updateOutboundPeer(sa, d.Addr)
 		}
-		if start < offset {
-			e.Stats.InboundDrops.Add(1)
-			continue
+		if run.sa != sa || run.n == len(run.sizes) {
+			e.flushRun(&run)
+			run.sa, run.first = sa, len(run.tunBufs)
 		}
-		tunBufs = append(tunBufs, full[start-offset:end])
-		delivered++
+		run.sizes[run.n] = len(inner)
+		run.n++
+		run.tunBufs = append(run.tunBufs, full[start-offset:end])
 	}
-	return tunBufs
+	e.flushRun(&run)
+	e.Stats.RecvPackets.Add(uint64(len(in)))
+	e.Stats.RecvBytes.Add(bytes)
+	e.Stats.Delivered.Add(run.delivered)
+	return run.tunBufs
+}
+
+// countRun is a run of decrypted packets of one SA waiting to be counted
+// against its lifetime: run.tunBufs[first:] holds them.
+type countRun struct {
+	sa        *sad.SA
+	sizes     [64]int
+	n         int
+	first     int
+	tunBufs   [][]byte
+	delivered uint64
+}
+
+// flushRun counts the run's packets on their SA and removes from tunBufs
+// those the SA refuses (past its hard lifetime, or deleted).
+func (e *Engine) flushRun(r *countRun) {
+	if r.n == 0 {
+		return
+	}
+	ok := r.sa.CountRun(r.sizes[:r.n])
+	if ok < r.n {
+		clear(r.tunBufs[r.first+ok:])
+		r.tunBufs = r.tunBufs[:r.first+ok]
+		e.Stats.InboundDrops.Add(uint64(r.n - ok))
+	}
+	r.delivered += uint64(ok)
+	r.n = 0
 }
 
 // updateOutboundPeer moves the child's outbound SA to the peer's new

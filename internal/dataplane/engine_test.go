@@ -273,6 +273,55 @@ func TestInboundRejections(t *testing.T) {
 	}
 }
 
+// TestInboundRunLimits sends one batch through an inbound SA with a hard
+// packet limit: the run's packets are counted together, yet exactly the
+// first packets up to the limit are delivered, in order; a policy drop in
+// the middle of the run is neither counted nor delivered, and the SA
+// expires.
+func TestInboundRunLimits(t *testing.T) {
+	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	a, b := peers(t, sad.Tunnel, la, ra)
+	engine, err := esp.NewSA(espCfg(0x2002, 0x02, true)) // a's outbound key (see peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 5
+	in, _, err := b.sad.Replace(sad.Config{Proto: sad.ESP, Dir: sad.Inbound, Mode: sad.Tunnel, Engine: engine, Child: 1,
+		Peer: addrA, Selector: &selector{spd.Selector{Remote: []spd.AddrRange{spd.PrefixRange(netip.PrefixFrom(la, 32))}}},
+		Lifetime: sad.Lifetime{Hard: sad.Limits{Packets: limit}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.spd.Replace(spd.Policy{ID: 1, Dir: spd.Outbound, Selector: spd.Selector{}, Action: spd.Protect, Ref: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var pkts [][]byte
+	for i := range 8 {
+		src := la
+		if i == 2 {
+			src = netip.MustParseAddr("10.66.0.1") // outside the selectors
+		}
+		pkts = append(pkts, udpPacket(t, src, ra, []byte{byte(i)}))
+	}
+	bufs, sizes := tunBatch(pkts...)
+	out := b.Decrypt(carry(a.Encrypt(bufs, sizes, Headroom, nil), addrA), nil, tunOffset)
+	want := [][]byte{pkts[0], pkts[1], pkts[3], pkts[4], pkts[5]}
+	if len(out) != len(want) {
+		t.Fatalf("%d packets delivered, want %d", len(out), len(want))
+	}
+	for i, o := range out {
+		if !bytes.Equal(o[tunOffset:], want[i]) {
+			t.Errorf("packet %d: got % x, want % x", i, o[tunOffset:], want[i])
+		}
+	}
+	if in.Packets() != limit || in.Drops(sad.DropExpired) != 2 || in.Drops(sad.DropPolicy) != 1 || in.Alive() {
+		t.Errorf("SA: %d packets, %d expired drops, %d policy drops, alive %v", in.Packets(), in.Drops(sad.DropExpired), in.Drops(sad.DropPolicy), in.Alive())
+	}
+	if b.Stats.InboundDrops.Load() != 3 || b.Stats.Delivered.Load() != limit {
+		t.Errorf("engine: %d inbound drops, %d delivered", b.Stats.InboundDrops.Load(), b.Stats.Delivered.Load())
+	}
+}
+
 func TestNATRebinding(t *testing.T) {
 	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	a, b := peers(t, sad.Tunnel, la, ra)
