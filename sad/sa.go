@@ -226,6 +226,9 @@ func (sa *SA) Mode() Mode { return sa.mode }
 // Child returns the child that owns the SA.
 func (sa *SA) Child() ChildID { return sa.child }
 
+// Selector returns the SA's inbound policy check (nil for outbound SAs).
+func (sa *SA) Selector() Selector { return sa.sel }
+
 // Engine returns the SA's crypto engine.
 func (sa *SA) Engine() Engine { return sa.engine }
 

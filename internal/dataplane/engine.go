@@ -272,13 +272,15 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 // (offset must be at most Headroom-40); IKE messages go to the IKE handler.
 //
 // Consecutive datagrams of one SA (the usual case: a GRO batch of one
-// flow) share one SAD lookup, one inbound policy check per inner flow and
+// flow) share one SAD lookup, one inbound policy check per inner flow (per
+// pair of inner addresses when the SA's selectors name no protocol) and
 // one update of the SA's counters (sad.SA.CountRun, exact against the
 // lifetime limits); the batch's own counters are added once at the end.
 func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 	var (
 		f, okFlow packet.Flow
 		okSA      *sad.SA // the SA whose selectors okFlow passed
+		okByAddr  bool    // okSA's selectors look at addresses only
 		sa        *sad.SA // the SA of the last ESP datagram, for lastSPI
 		engine    *esp.SA
 		lastSPI   uint32
@@ -343,10 +345,13 @@ func (e *Engine) Decrypt(in []Datagram, tunBufs [][]byte, offset int) [][]byte {
 			e.Stats.InboundDrops.Add(1)
 			continue
 		}
-		if sa != okSA || f != okFlow {
+		if sa != okSA || f.Src != okFlow.Src || f.Dst != okFlow.Dst || !okByAddr && f != okFlow {
 			if !sa.CheckInbound(f) { // counted by the SA as a policy drop
 				e.Stats.InboundDrops.Add(1)
 				continue
+			}
+			if sa != okSA {
+				okByAddr = selectsByAddr(sa.Selector())
 			}
 			okSA, okFlow = sa, f
 		}

@@ -322,6 +322,71 @@ func TestInboundRunLimits(t *testing.T) {
 	}
 }
 
+// TestInboundPolicyCache checks that Decrypt's reuse of a policy verdict
+// within a batch never lets through a packet its SA's selectors refuse:
+// with selectors naming a port, packets between the same addresses are
+// checked one flow at a time; with address-only selectors, a new address
+// pair is checked again.
+func TestInboundPolicyCache(t *testing.T) {
+	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	spoof := netip.MustParseAddr("10.66.0.1")
+	remote := []spd.AddrRange{spd.PrefixRange(netip.PrefixFrom(la, 32))}
+	for _, tc := range []struct {
+		name   string
+		sel    sad.Selector
+		byAddr bool
+		src    []netip.Addr
+		ports  []uint16
+		want   []int // indexes of the packets delivered
+	}{
+		{"port selector", &selector{spd.Selector{Remote: remote, Proto: 17, RemotePorts: spd.Port(1111)}}, false,
+			[]netip.Addr{la, la, la, la, la}, []uint16{1111, 3333, 1111, 3333, 3333}, []int{0, 2}},
+		{"address selector", &selector{spd.Selector{Remote: remote}}, true,
+			[]netip.Addr{la, la, spoof, la, spoof}, []uint16{1111, 3333, 1111, 4444, 1111}, []int{0, 1, 3}},
+		{"IKE selectors, one with a port", anySelector{{Remote: remote, Proto: 6}, {Remote: remote, Proto: 17, RemotePorts: spd.Port(1111)}}, false,
+			[]netip.Addr{la, la, la, spoof}, []uint16{1111, 3333, 1111, 1111}, []int{0, 2}},
+		{"IKE selectors by address", anySelector{{Remote: remote}, {Remote: []spd.AddrRange{spd.PrefixRange(netip.PrefixFrom(spoof, 32))}}}, true,
+			[]netip.Addr{la, spoof, netip.MustParseAddr("10.77.0.1"), la}, []uint16{1, 2, 3, 4}, []int{0, 1, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := selectsByAddr(tc.sel); got != tc.byAddr {
+				t.Fatalf("selectsByAddr = %v, want %v", got, tc.byAddr)
+			}
+			a, b := peers(t, sad.Tunnel, la, ra)
+			engine, err := esp.NewSA(espCfg(0x2002, 0x02, true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, _, err := b.sad.Replace(sad.Config{Proto: sad.ESP, Dir: sad.Inbound, Mode: sad.Tunnel, Engine: engine, Child: 1, Peer: addrA, Selector: tc.sel})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := a.spd.Replace(spd.Policy{ID: 1, Dir: spd.Outbound, Selector: spd.Selector{}, Action: spd.Protect, Ref: 1}); err != nil {
+				t.Fatal(err)
+			}
+			var pkts [][]byte
+			for i, src := range tc.src {
+				p := udpPacket(t, src, ra, []byte{byte(i)})
+				p[20], p[21] = byte(tc.ports[i]>>8), byte(tc.ports[i]) // UDP source port
+				pkts = append(pkts, p)
+			}
+			bufs, sizes := tunBatch(pkts...)
+			out := b.Decrypt(carry(a.Encrypt(bufs, sizes, Headroom, nil), addrA), nil, tunOffset)
+			if len(out) != len(tc.want) {
+				t.Fatalf("%d packets delivered, want %d", len(out), len(tc.want))
+			}
+			for i, o := range out {
+				if !bytes.Equal(o[tunOffset:], pkts[tc.want[i]]) {
+					t.Errorf("delivered packet %d is not packet %d", i, tc.want[i])
+				}
+			}
+			if d := in.Drops(sad.DropPolicy); d != uint64(len(pkts)-len(tc.want)) {
+				t.Errorf("%d policy drops, want %d", d, len(pkts)-len(tc.want))
+			}
+		})
+	}
+}
+
 func TestNATRebinding(t *testing.T) {
 	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	a, b := peers(t, sad.Tunnel, la, ra)

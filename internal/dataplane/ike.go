@@ -46,6 +46,15 @@ func isIKEPolicyOf(id uint64, c sad.ChildID) bool {
 // anySelector checks decrypted packets against a list of SPD selectors.
 type anySelector []spd.Selector
 
+func (s anySelector) addrOnly() bool {
+	for i := range s {
+		if !addrOnly(&s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func (s anySelector) AllowsInbound(f packet.Flow) bool {
 	for i := range s {
 		if s[i].MatchInbound(&f) {

@@ -30,6 +30,28 @@ type selector struct{ s spd.Selector }
 
 func (s *selector) AllowsInbound(f packet.Flow) bool { return s.s.MatchInbound(&f) }
 
+func (s *selector) addrOnly() bool { return addrOnly(&s.s) }
+
+// addrSelector is a sad.Selector that can tell whether its verdict
+// depends on a packet's addresses only, so that Decrypt may reuse it for
+// every packet between the same two addresses.
+type addrSelector interface {
+	addrOnly() bool
+}
+
+// addrOnly reports whether s selects by addresses alone: any protocol, so
+// any ports.
+func addrOnly(s *spd.Selector) bool {
+	return s.Proto == 0 && s.LocalPorts.IsAny() && s.RemotePorts.IsAny()
+}
+
+// selectsByAddr reports whether sel's verdict depends on the addresses
+// alone.
+func selectsByAddr(sel sad.Selector) bool {
+	a, ok := sel.(addrSelector)
+	return ok && a.addrOnly()
+}
+
 func ranges(ps []netip.Prefix) []spd.AddrRange {
 	out := make([]spd.AddrRange, len(ps))
 	for i, p := range ps {
