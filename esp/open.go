@@ -43,7 +43,7 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 		return 0, 0, 0, 0, sa.err(ErrSPI)
 	}
 	ctLen := len(pkt) - sa.hdrLen - sa.icvLen
-	if sa.block != nil && ctLen%sa.align != 0 {
+	if sa.block != nil && ctLen&(sa.align-1) != 0 {
 		return 0, 0, 0, 0, sa.err(ErrBadLength)
 	}
 	seq, err = sa.window.Check(binary.BigEndian.Uint32(pkt[4:8]), sa.esn)

@@ -95,6 +95,9 @@ func NewSA(cfg *Config) (*SA, error) {
 	}
 	sa.hdrLen = HeaderLen + cfg.Enc.IVLen
 	sa.align = cfg.Enc.Block
+	if sa.align <= 0 || sa.align&(sa.align-1) != 0 {
+		return nil, fmt.Errorf("esp: %s: block size %d is not a power of two", cfg.Enc.Name, sa.align)
+	}
 	var err error
 	switch cfg.Enc.Kind {
 	case xform.KindAEAD, xform.KindGMAC:
@@ -201,7 +204,7 @@ func (sa *SA) preroom() int {
 }
 
 func (sa *SA) padLen(n int) int {
-	return (sa.align - (n+2)%sa.align) % sa.align
+	return -(n + 2) & (sa.align - 1) // align is a power of two: no division
 }
 
 // Zero marks the SA dead, so that Seal and Open refuse packets with
