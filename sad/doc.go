@@ -17,8 +17,8 @@
 //
 // Lookups are lock-free and do not allocate: each table is a hash table of
 // atomically published, immutable bucket chains, copied on write under the
-// database's mutex. Count, Drop, CheckInbound and UpdatePeer use atomics
-// only. An SA removed from the tables (Delete, Replace, hard expiry) cannot
+// database's mutex. Count, CountRun (a run of packets with one update of
+// each counter), Drop, CheckInbound and UpdatePeer use atomics only. An SA removed from the tables (Delete, Replace, hard expiry) cannot
 // be found by new lookups, but a packet that looked it up just before may
 // still be using it: its engine is zeroed only after Options.Grace (2 s by
 // default) by the sweep, so the dataplane must not keep an *SA for longer

@@ -127,8 +127,8 @@ const (
 )
 
 // SA is one unidirectional security association in the database. Its
-// methods are safe for concurrent use; the packet path calls Count, Drop
-// and CheckInbound without locks.
+// methods are safe for concurrent use; the packet path calls Count, CountRun,
+// Drop and CheckInbound without locks.
 type SA struct {
 	proto   Proto
 	dir     Dir
