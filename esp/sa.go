@@ -75,10 +75,16 @@ type SA struct {
 	ivGen cipher.Block // CBC IV generator: IV = E(ivKey, counter)
 	mac   *xform.MAC   // separate integrity
 
-	seq    atomic.Uint64 // last sequence number sent
-	window replay.Window
-	dead   atomic.Bool
-	errs   [len(packetErrors)]Error
+	dead atomic.Bool // set once, read per packet
+	errs [len(packetErrors)]Error
+
+	// The fields written per packet sit on cache lines of their own, so
+	// that goroutines sharing the SA do not also invalidate each other's
+	// copies of the read-only fields above (false sharing).
+	_      [64]byte
+	seq    atomic.Uint64 // last sequence number sent (outbound)
+	_      [56]byte
+	window replay.Window // inbound
 }
 
 // NewSA validates cfg and builds the SA's cipher state.

@@ -76,12 +76,16 @@ var (
 // unusable (Check and Accept return ErrUninitialized) until Init is called.
 // A Window must not be copied after first use.
 type Window struct {
-	highest atomic.Uint64   // highest accepted sequence number; 0 before the first
-	size    uint64          // window width in packets (multiple of 64); 0 = disabled
-	mask    uint64          // len(ring)-1; len(ring) is a power of two
-	shift   uint            // log2(len(ring))
-	ring    []atomic.Uint64 // block b in ring[b&mask]: b>>shift<<8 | bitmap
-	inited  bool
+	size   uint64          // window width in packets (multiple of 64); 0 = disabled
+	mask   uint64          // len(ring)-1; len(ring) is a power of two
+	shift  uint            // log2(len(ring))
+	ring   []atomic.Uint64 // block b in ring[b&mask]: b>>shift<<8 | bitmap
+	inited bool
+	// highest is written by the packets that move the window on: on a
+	// cache line of its own, apart from the read-only fields above.
+	_       [64]byte
+	highest atomic.Uint64 // highest accepted sequence number; 0 before the first
+	_       [56]byte
 }
 
 const (
