@@ -399,3 +399,32 @@ func TestRejectNoAlloc(t *testing.T) {
 		t.Fatalf("message %q", got)
 	}
 }
+
+// TestScratchLeftClean checks that Seal and Open leave no trace (salt,
+// nonce, AAD, digests) in the scratch space after the packet, for every
+// suite with and without ESN, although they clear only what they used.
+func TestScratchLeftClean(t *testing.T) {
+	for _, s := range suites {
+		for _, esn := range []bool{false, true} {
+			out, in := newPair(t, s, esn, 0)
+			const n = 77
+			buf := make([]byte, 64+n+out.Tailroom())
+			for i := 64; i < 64+n; i++ {
+				buf[i] = byte(i)
+			}
+			start, end, err := out.Seal(buf, 64, 64+n, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tail := buf[end : end+ScratchLen]; !bytes.Equal(tail, make([]byte, ScratchLen)) {
+				t.Errorf("%s esn=%v: Seal left % x", s, esn, tail)
+			}
+			if _, _, _, _, err := in.Open(buf, start, end); err != nil {
+				t.Fatalf("%s esn=%v: %v", s, esn, err)
+			}
+			if tail := buf[end : end+ScratchLen]; !bytes.Equal(tail, make([]byte, ScratchLen)) {
+				t.Errorf("%s esn=%v: Open left % x", s, esn, tail)
+			}
+		}
+	}
+}

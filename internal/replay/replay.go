@@ -177,7 +177,9 @@ func (w *Window) Accept(seq uint64) error {
 	} else {
 		// Raise first: whoever reads the word after this takeover reads
 		// the new highest too (see the package comment).
-		w.raise(seq)
+		if !w.highest.CompareAndSwap(h, seq) {
+			w.raise(seq)
+		}
 	}
 	blk := seq >> blockShift
 	tag := blk >> w.shift << 8
