@@ -1,0 +1,268 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Byte reversal of each 128-bit lane (VPSHUFB mask): GCM blocks are
+// big-endian, the vector code works on them as little-endian integers.
+DATA bswapMask<>+0x00(SB)/8, $0x08090a0b0c0d0e0f
+DATA bswapMask<>+0x08(SB)/8, $0x0001020304050607
+DATA bswapMask<>+0x10(SB)/8, $0x08090a0b0c0d0e0f
+DATA bswapMask<>+0x18(SB)/8, $0x0001020304050607
+GLOBL bswapMask<>(SB), RODATA|NOPTR, $32
+
+// Counter offsets: lane 0 +0, lane 1 +1 (on the reversed block, whose
+// lowest dword is the big-endian 32-bit counter).
+DATA ctrLanes<>+0x00(SB)/8, $0
+DATA ctrLanes<>+0x08(SB)/8, $0
+DATA ctrLanes<>+0x10(SB)/8, $1
+DATA ctrLanes<>+0x18(SB)/8, $0
+GLOBL ctrLanes<>(SB), RODATA|NOPTR, $32
+
+// +2 on both lanes' counters.
+DATA ctrTwo<>+0x00(SB)/8, $2
+DATA ctrTwo<>+0x08(SB)/8, $0
+DATA ctrTwo<>+0x10(SB)/8, $2
+DATA ctrTwo<>+0x18(SB)/8, $0
+GLOBL ctrTwo<>(SB), RODATA|NOPTR, $32
+
+// High half of the reflected GCM polynomial, in both qwords.
+DATA polyC2<>+0x00(SB)/8, $0xc200000000000000
+DATA polyC2<>+0x08(SB)/8, $0xc200000000000000
+GLOBL polyC2<>(SB), RODATA|NOPTR, $16
+
+#define AESROUND8(K) \
+	VAESENC K, Y0, Y0 \
+	VAESENC K, Y1, Y1 \
+	VAESENC K, Y2, Y2 \
+	VAESENC K, Y3, Y3 \
+	VAESENC K, Y4, Y4 \
+	VAESENC K, Y5, Y5 \
+	VAESENC K, Y6, Y6 \
+	VAESENC K, Y7, Y7
+
+#define AESLAST8(K) \
+	VAESENCLAST K, Y0, Y0 \
+	VAESENCLAST K, Y1, Y1 \
+	VAESENCLAST K, Y2, Y2 \
+	VAESENCLAST K, Y3, Y3 \
+	VAESENCLAST K, Y4, Y4 \
+	VAESENCLAST K, Y5, Y5 \
+	VAESENCLAST K, Y6, Y6 \
+	VAESENCLAST K, Y7, Y7
+
+#define XOR8(K) \
+	VPXOR K, Y0, Y0 \
+	VPXOR K, Y1, Y1 \
+	VPXOR K, Y2, Y2 \
+	VPXOR K, Y3, Y3 \
+	VPXOR K, Y4, Y4 \
+	VPXOR K, Y5, Y5 \
+	VPXOR K, Y6, Y6 \
+	VPXOR K, Y7, Y7
+
+// func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
+//
+// AX round keys, R9 = nr*32 (offset of the last round key), DX counter
+// block, DI dst, SI src, BX bytes left. Y8 holds the next two counters
+// (reversed), Y9 the byte-reversal mask, Y10 the +2 step, Y15 a round key.
+TEXT ·ctrXor(SB), NOSPLIT, $0-48
+	MOVQ rk+0(FP), AX
+	MOVQ nr+8(FP), R9
+	SHLQ $5, R9
+	MOVQ ctr+16(FP), DX
+	MOVQ dst+24(FP), DI
+	MOVQ src+32(FP), SI
+	MOVQ n+40(FP), BX
+
+	VMOVDQU bswapMask<>(SB), Y9
+	VMOVDQU ctrTwo<>(SB), Y10
+	VBROADCASTI128 (DX), Y8
+	VPSHUFB Y9, Y8, Y8
+	VPADDD ctrLanes<>(SB), Y8, Y8
+
+loop16:
+	CMPQ BX, $256
+	JB   loop2
+	VPSHUFB Y9, Y8, Y0
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y1
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y2
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y3
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y4
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y5
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y6
+	VPADDD  Y10, Y8, Y8
+	VPSHUFB Y9, Y8, Y7
+	VPADDD  Y10, Y8, Y8
+
+	VMOVDQU (AX), Y15
+	XOR8(Y15)
+	MOVQ $32, R8
+
+rounds16:
+	VMOVDQU (AX)(R8*1), Y15
+	AESROUND8(Y15)
+	ADDQ $32, R8
+	CMPQ R8, R9
+	JB   rounds16
+	VMOVDQU (AX)(R9*1), Y15
+	AESLAST8(Y15)
+
+	VPXOR   0(SI), Y0, Y0
+	VPXOR   32(SI), Y1, Y1
+	VPXOR   64(SI), Y2, Y2
+	VPXOR   96(SI), Y3, Y3
+	VPXOR   128(SI), Y4, Y4
+	VPXOR   160(SI), Y5, Y5
+	VPXOR   192(SI), Y6, Y6
+	VPXOR   224(SI), Y7, Y7
+	VMOVDQU Y0, 0(DI)
+	VMOVDQU Y1, 32(DI)
+	VMOVDQU Y2, 64(DI)
+	VMOVDQU Y3, 96(DI)
+	VMOVDQU Y4, 128(DI)
+	VMOVDQU Y5, 160(DI)
+	VMOVDQU Y6, 192(DI)
+	VMOVDQU Y7, 224(DI)
+	ADDQ    $256, SI
+	ADDQ    $256, DI
+	SUBQ    $256, BX
+	JMP     loop16
+
+loop2:
+	CMPQ BX, $16
+	JB   done
+	VPSHUFB Y9, Y8, Y0
+	VPXOR   (AX), Y0, Y0
+	MOVQ    $32, R8
+
+rounds2:
+	VAESENC (AX)(R8*1), Y0, Y0
+	ADDQ    $32, R8
+	CMPQ    R8, R9
+	JB      rounds2
+	VAESENCLAST (AX)(R9*1), Y0, Y0
+	CMPQ    BX, $32
+	JB      one
+	VPXOR   (SI), Y0, Y0
+	VMOVDQU Y0, (DI)
+	VPADDD  Y10, Y8, Y8
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $32, BX
+	JMP     loop2
+
+one:
+	// A last single block: lane 0 of Y0. The next counter is lane 1 of Y8.
+	VPXOR   (SI), X0, X0
+	VMOVDQU X0, (DI)
+	VEXTRACTI128 $1, Y8, X8
+
+done:
+	VPSHUFB X9, X8, X8
+	VMOVDQU X8, (DX)
+	VZEROUPPER
+	RET
+
+// func ghash(tab *[16][16]byte, acc *[16]byte, p *byte, n int)
+//
+// Chunks of up to 16 blocks: block i of a k-block chunk is multiplied by
+// H^(k-i) (the accumulator added to block 0), two blocks per YMM register,
+// the 256-bit products summed (LO Y1, MID Y2, HI Y3) and reduced once.
+// AX table, DX accumulator, SI data, BX bytes left, CX bytes left in the
+// chunk, R8 table entry of the current block. X0 accumulator, Y9 byte
+// reversal mask, X13 the reduction constant.
+TEXT ·ghash(SB), NOSPLIT, $0-32
+	MOVQ tab+0(FP), AX
+	MOVQ acc+8(FP), DX
+	MOVQ p+16(FP), SI
+	MOVQ n+24(FP), BX
+
+	VMOVDQU (DX), X0
+	VMOVDQU bswapMask<>(SB), Y9
+	VMOVDQU polyC2<>(SB), X13
+
+chunk:
+	TESTQ BX, BX
+	JZ    ghashDone
+	MOVQ  BX, CX
+	CMPQ  CX, $256
+	JBE   sized
+	MOVQ  $256, CX
+
+sized:
+	SUBQ  CX, BX
+	LEAQ  256(AX), R8
+	SUBQ  CX, R8
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+
+pairs:
+	CMPQ       CX, $32
+	JB         single
+	VMOVDQU    (SI), Y4
+	VPSHUFB    Y9, Y4, Y4
+	VPXOR      Y0, Y4, Y4
+	VPXOR      Y0, Y0, Y0
+	VMOVDQU    (R8), Y5
+	VPCLMULQDQ $0x00, Y5, Y4, Y6
+	VPXOR      Y6, Y1, Y1
+	VPCLMULQDQ $0x11, Y5, Y4, Y7
+	VPXOR      Y7, Y3, Y3
+	VPCLMULQDQ $0x01, Y5, Y4, Y6
+	VPXOR      Y6, Y2, Y2
+	VPCLMULQDQ $0x10, Y5, Y4, Y7
+	VPXOR      Y7, Y2, Y2
+	ADDQ       $32, SI
+	ADDQ       $32, R8
+	SUBQ       $32, CX
+	JMP        pairs
+
+single:
+	TESTQ      CX, CX
+	JZ         reduce
+	VMOVDQU    (SI), X4
+	VPSHUFB    X9, X4, X4
+	VPXOR      X0, X4, X4
+	VPXOR      X0, X0, X0
+	VMOVDQU    (R8), X5
+	VPCLMULQDQ $0x00, X5, X4, X6
+	VPXOR      Y6, Y1, Y1
+	VPCLMULQDQ $0x11, X5, X4, X7
+	VPXOR      Y7, Y3, Y3
+	VPCLMULQDQ $0x01, X5, X4, X6
+	VPXOR      Y6, Y2, Y2
+	VPCLMULQDQ $0x10, X5, X4, X7
+	VPXOR      Y7, Y2, Y2
+	ADDQ       $16, SI
+
+reduce:
+	VEXTRACTI128 $1, Y1, X6
+	VPXOR        X6, X1, X1
+	VEXTRACTI128 $1, Y2, X6
+	VPXOR        X6, X2, X2
+	VEXTRACTI128 $1, Y3, X6
+	VPXOR        X6, X3, X3
+	VPSLLDQ      $8, X2, X6
+	VPXOR        X6, X1, X1
+	VPSRLDQ      $8, X2, X6
+	VPXOR        X6, X3, X3
+	VPCLMULQDQ   $0x00, X13, X1, X6
+	VPSHUFD      $0x4e, X1, X1
+	VPXOR        X6, X1, X1
+	VPCLMULQDQ   $0x00, X13, X1, X6
+	VPSHUFD      $0x4e, X1, X1
+	VPXOR        X6, X1, X1
+	VPXOR        X3, X1, X0
+	JMP          chunk
+
+ghashDone:
+	VMOVDQU X0, (DX)
+	VZEROUPPER
+	RET
