@@ -204,7 +204,7 @@ func TestFieldModel(t *testing.T) {
 		blk, _ := aes.NewCipher(key)
 		var h [16]byte
 		blk.Encrypt(h[:], h[:])
-		var tab [16][16]byte
+		var tab [hashBlocks][16]byte
 		hashPowers(h[:], &tab)
 		h1 := mulX(loadElem(h[:]))
 		aad := randBytes(r, 16*r.IntN(40))
@@ -231,9 +231,9 @@ func TestFieldModel(t *testing.T) {
 		}
 		// H^n·x from the table equals n multiplications by H.
 		p := h1
-		for n := 2; n <= 16; n++ {
+		for n := 2; n <= hashBlocks; n++ {
 			p = gfMul(p, h1)
-			e := elem{lo: leUint64(tab[16-n][:8]), hi: leUint64(tab[16-n][8:])}
+			e := elem{lo: leUint64(tab[hashBlocks-n][:8]), hi: leUint64(tab[hashBlocks-n][8:])}
 			if e != p {
 				t.Fatalf("table entry H^%d = %x, want %x", n, e, p)
 			}

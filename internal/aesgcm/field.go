@@ -53,16 +53,20 @@ func gfMul(a, b elem) elem {
 	return elem{hi: lo.hi ^ hi.hi, lo: lo.lo ^ hi.lo}
 }
 
-// hashPowers fills tab with H^16·x ... H^1·x (descending, the order the
-// assembly reads them in) for the hash key h = E_K(0^128).
-func hashPowers(h []byte, tab *[16][16]byte) {
+// hashBlocks is how many blocks the assembly's GHASH sums before one
+// reduction: it needs H^1..H^hashBlocks.
+const hashBlocks = 32
+
+// hashPowers fills tab with H^hashBlocks·x ... H^1·x (descending, the order
+// the assembly reads them in) for the hash key h = E_K(0^128).
+func hashPowers(h []byte, tab *[hashBlocks][16]byte) {
 	h1 := mulX(loadElem(h))
 	p := h1
-	for n := 1; n <= 16; n++ {
+	for n := 1; n <= hashBlocks; n++ {
 		if n > 1 {
 			p = gfMul(p, h1)
 		}
-		binary.LittleEndian.PutUint64(tab[16-n][:8], p.lo)
-		binary.LittleEndian.PutUint64(tab[16-n][8:], p.hi)
+		binary.LittleEndian.PutUint64(tab[hashBlocks-n][:8], p.lo)
+		binary.LittleEndian.PutUint64(tab[hashBlocks-n][8:], p.hi)
 	}
 }

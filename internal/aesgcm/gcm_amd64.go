@@ -10,11 +10,13 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// hasVector: VAES and VPCLMULQDQ on YMM registers, which need AVX2 and the
-// OS saving YMM state (x/sys/cpu folds that into HasAVX2). x/sys/cpu only
-// reports the VAES and VPCLMULQDQ bits when AVX-512 is enabled too, so CPUs
-// with VAES but no AVX-512 take the standard library's path.
+// hasVector: VAES on YMM registers (AVX2) for the keystream, VPCLMULQDQ on
+// ZMM registers (AVX-512 F and BW) for GHASH. x/sys/cpu reports these only
+// when the OS saves the YMM and ZMM state (and it reports the VAES and
+// VPCLMULQDQ bits only with AVX-512 enabled, so CPUs with VAES but no
+// AVX-512 take the standard library's path anyway).
 var hasVector = cpu.X86.HasAVX2 && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ &&
+	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW &&
 	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ
 
 // ctrXor XORs n bytes (a multiple of 16) of src with the AES-CTR keystream
@@ -28,12 +30,12 @@ func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
 // *acc (held byte-reflected, as the field model's elem in little-endian).
 //
 //go:noescape
-func ghash(tab *[16][16]byte, acc *[16]byte, p *byte, n int)
+func ghash(tab *[hashBlocks][16]byte, acc *[16]byte, p *byte, n int)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
 	rk  [15][32]byte // round keys, each twice (both 128-bit lanes)
-	tab [16][16]byte // H^16·x ... H^1·x
+	tab [hashBlocks][16]byte // H^32·x ... H^1·x
 	nr  int
 }
 

@@ -8,7 +8,11 @@ DATA bswapMask<>+0x00(SB)/8, $0x08090a0b0c0d0e0f
 DATA bswapMask<>+0x08(SB)/8, $0x0001020304050607
 DATA bswapMask<>+0x10(SB)/8, $0x08090a0b0c0d0e0f
 DATA bswapMask<>+0x18(SB)/8, $0x0001020304050607
-GLOBL bswapMask<>(SB), RODATA|NOPTR, $32
+DATA bswapMask<>+0x20(SB)/8, $0x08090a0b0c0d0e0f
+DATA bswapMask<>+0x28(SB)/8, $0x0001020304050607
+DATA bswapMask<>+0x30(SB)/8, $0x08090a0b0c0d0e0f
+DATA bswapMask<>+0x38(SB)/8, $0x0001020304050607
+GLOBL bswapMask<>(SB), RODATA|NOPTR, $64
 
 // Counter offsets: lane 0 +0, lane 1 +1 (on the reversed block, whose
 // lowest dword is the big-endian 32-bit counter).
@@ -29,6 +33,9 @@ GLOBL ctrTwo<>(SB), RODATA|NOPTR, $32
 DATA polyC2<>+0x00(SB)/8, $0xc200000000000000
 DATA polyC2<>+0x08(SB)/8, $0xc200000000000000
 GLOBL polyC2<>(SB), RODATA|NOPTR, $16
+
+// Bytes GHASH aggregates per reduction: hashBlocks (gcm_amd64.go) blocks.
+#define CHUNK 512
 
 #define AESROUND8(K) \
 	VAESENC K, Y0, Y0 \
@@ -169,60 +176,85 @@ done:
 	VZEROUPPER
 	RET
 
-// func ghash(tab *[16][16]byte, acc *[16]byte, p *byte, n int)
+// func ghash(tab *[hashBlocks][16]byte, acc *[16]byte, p *byte, n int)
 //
-// Chunks of up to 16 blocks: block i of a k-block chunk is multiplied by
-// H^(k-i) (the accumulator added to block 0), two blocks per YMM register,
-// the 256-bit products summed (LO Y1, MID Y2, HI Y3) and reduced once.
+// Chunks of up to hashBlocks (32) blocks: block i of a k-block chunk is
+// multiplied by
+// H^(k-i) (the accumulator added to block 0), four blocks per ZMM register
+// (then two per YMM, one per XMM for the rest of the chunk), the 256-bit
+// products summed (LO Z1, MID Z2, HI Z3) and reduced once per chunk.
+// VPCLMULQDQ costs about the same per instruction at every width on the
+// CPUs this runs on, so the widest registers do the most per multiply.
 // AX table, DX accumulator, SI data, BX bytes left, CX bytes left in the
-// chunk, R8 table entry of the current block. X0 accumulator, Y9 byte
-// reversal mask, X13 the reduction constant.
+// chunk, R8 table entry of the current block. X0 accumulator (upper bits
+// zero), Z9 byte reversal mask, X13 the reduction constant.
 TEXT ·ghash(SB), NOSPLIT, $0-32
 	MOVQ tab+0(FP), AX
 	MOVQ acc+8(FP), DX
 	MOVQ p+16(FP), SI
 	MOVQ n+24(FP), BX
 
-	VMOVDQU (DX), X0
-	VMOVDQU bswapMask<>(SB), Y9
-	VMOVDQU polyC2<>(SB), X13
+	VMOVDQU   (DX), X0
+	VMOVDQU64 bswapMask<>(SB), Z9
+	VMOVDQU   polyC2<>(SB), X13
 
 chunk:
 	TESTQ BX, BX
 	JZ    ghashDone
 	MOVQ  BX, CX
-	CMPQ  CX, $256
+	CMPQ  CX, $CHUNK
 	JBE   sized
-	MOVQ  $256, CX
+	MOVQ  $CHUNK, CX
 
 sized:
-	SUBQ  CX, BX
-	LEAQ  256(AX), R8
-	SUBQ  CX, R8
-	VPXOR Y1, Y1, Y1
-	VPXOR Y2, Y2, Y2
-	VPXOR Y3, Y3, Y3
+	SUBQ   CX, BX
+	LEAQ   CHUNK(AX), R8
+	SUBQ   CX, R8
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+
+quads:
+	CMPQ       CX, $64
+	JB         pairs
+	VMOVDQU64  (SI), Z4
+	VPSHUFB    Z9, Z4, Z4
+	VPXORQ     Z0, Z4, Z4
+	VPXOR      X0, X0, X0
+	VMOVDQU64  (R8), Z5
+	VPCLMULQDQ $0x00, Z5, Z4, Z6
+	VPXORQ     Z6, Z1, Z1
+	VPCLMULQDQ $0x11, Z5, Z4, Z7
+	VPXORQ     Z7, Z3, Z3
+	VPCLMULQDQ $0x01, Z5, Z4, Z6
+	VPXORQ     Z6, Z2, Z2
+	VPCLMULQDQ $0x10, Z5, Z4, Z7
+	VPXORQ     Z7, Z2, Z2
+	ADDQ       $64, SI
+	ADDQ       $64, R8
+	SUBQ       $64, CX
+	JMP        quads
 
 pairs:
+	// VEX-encoded operations below zero the upper halves of Z4-Z7.
 	CMPQ       CX, $32
 	JB         single
 	VMOVDQU    (SI), Y4
 	VPSHUFB    Y9, Y4, Y4
 	VPXOR      Y0, Y4, Y4
-	VPXOR      Y0, Y0, Y0
+	VPXOR      X0, X0, X0
 	VMOVDQU    (R8), Y5
 	VPCLMULQDQ $0x00, Y5, Y4, Y6
-	VPXOR      Y6, Y1, Y1
+	VPXORQ     Z6, Z1, Z1
 	VPCLMULQDQ $0x11, Y5, Y4, Y7
-	VPXOR      Y7, Y3, Y3
+	VPXORQ     Z7, Z3, Z3
 	VPCLMULQDQ $0x01, Y5, Y4, Y6
-	VPXOR      Y6, Y2, Y2
+	VPXORQ     Z6, Z2, Z2
 	VPCLMULQDQ $0x10, Y5, Y4, Y7
-	VPXOR      Y7, Y2, Y2
+	VPXORQ     Z7, Z2, Z2
 	ADDQ       $32, SI
 	ADDQ       $32, R8
 	SUBQ       $32, CX
-	JMP        pairs
 
 single:
 	TESTQ      CX, CX
@@ -233,34 +265,42 @@ single:
 	VPXOR      X0, X0, X0
 	VMOVDQU    (R8), X5
 	VPCLMULQDQ $0x00, X5, X4, X6
-	VPXOR      Y6, Y1, Y1
+	VPXORQ     Z6, Z1, Z1
 	VPCLMULQDQ $0x11, X5, X4, X7
-	VPXOR      Y7, Y3, Y3
+	VPXORQ     Z7, Z3, Z3
 	VPCLMULQDQ $0x01, X5, X4, X6
-	VPXOR      Y6, Y2, Y2
+	VPXORQ     Z6, Z2, Z2
 	VPCLMULQDQ $0x10, X5, X4, X7
-	VPXOR      Y7, Y2, Y2
+	VPXORQ     Z7, Z2, Z2
 	ADDQ       $16, SI
 
 reduce:
-	VEXTRACTI128 $1, Y1, X6
-	VPXOR        X6, X1, X1
-	VEXTRACTI128 $1, Y2, X6
-	VPXOR        X6, X2, X2
-	VEXTRACTI128 $1, Y3, X6
-	VPXOR        X6, X3, X3
-	VPSLLDQ      $8, X2, X6
-	VPXOR        X6, X1, X1
-	VPSRLDQ      $8, X2, X6
-	VPXOR        X6, X3, X3
-	VPCLMULQDQ   $0x00, X13, X1, X6
-	VPSHUFD      $0x4e, X1, X1
-	VPXOR        X6, X1, X1
-	VPCLMULQDQ   $0x00, X13, X1, X6
-	VPSHUFD      $0x4e, X1, X1
-	VPXOR        X6, X1, X1
-	VPXOR        X3, X1, X0
-	JMP          chunk
+	// Fold 512 -> 256 -> 128 bits, then the Karatsuba-free middle term,
+	// then two reduction rounds.
+	VEXTRACTI64X4 $1, Z1, Y6
+	VPXOR         Y6, Y1, Y1
+	VEXTRACTI64X4 $1, Z2, Y6
+	VPXOR         Y6, Y2, Y2
+	VEXTRACTI64X4 $1, Z3, Y6
+	VPXOR         Y6, Y3, Y3
+	VEXTRACTI128  $1, Y1, X6
+	VPXOR         X6, X1, X1
+	VEXTRACTI128  $1, Y2, X6
+	VPXOR         X6, X2, X2
+	VEXTRACTI128  $1, Y3, X6
+	VPXOR         X6, X3, X3
+	VPSLLDQ       $8, X2, X6
+	VPXOR         X6, X1, X1
+	VPSRLDQ       $8, X2, X6
+	VPXOR         X6, X3, X3
+	VPCLMULQDQ    $0x00, X13, X1, X6
+	VPSHUFD       $0x4e, X1, X1
+	VPXOR         X6, X1, X1
+	VPCLMULQDQ    $0x00, X13, X1, X6
+	VPSHUFD       $0x4e, X1, X1
+	VPXOR         X6, X1, X1
+	VPXOR         X3, X1, X0
+	JMP           chunk
 
 ghashDone:
 	VMOVDQU X0, (DX)
