@@ -34,7 +34,7 @@ func ghash(tab *[hashBlocks][16]byte, acc *[16]byte, p *byte, n int)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
-	rk  [15][32]byte // round keys, each twice (both 128-bit lanes)
+	rk  [15][32]byte         // round keys, each twice (both 128-bit lanes)
 	tab [hashBlocks][16]byte // H^32·x ... H^1·x
 	nr  int
 }
