@@ -11,26 +11,29 @@ import (
 )
 
 // hasVector: VAES on YMM registers (AVX2) for the keystream, VPCLMULQDQ on
-// ZMM registers (AVX-512 F and BW) for GHASH. x/sys/cpu reports these only
+// ZMM registers (AVX-512 F and BW) for GHASH, byte-masked loads and stores
+// (AVX-512 BW and VL) for partial blocks. x/sys/cpu reports these only
 // when the OS saves the YMM and ZMM state (and it reports the VAES and
 // VPCLMULQDQ bits only with AVX-512 enabled, so CPUs with VAES but no
 // AVX-512 take the standard library's path anyway).
 var hasVector = cpu.X86.HasAVX2 && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ &&
-	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW &&
+	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ
 
-// ctrXor XORs n bytes (a multiple of 16) of src with the AES-CTR keystream
-// into dst, starting at the counter block *ctr (GCM's inc32 on its last 4
-// bytes), and leaves the next counter block in *ctr.
+// ctrXor XORs n bytes of src with the AES-CTR keystream into dst, starting
+// at the counter block *ctr (GCM's inc32 on its last 4 bytes).
 //
 //go:noescape
 func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
 
-// ghash folds n bytes (a multiple of 16) at p into the GHASH accumulator
-// *acc (held byte-reflected, as the field model's elem in little-endian).
+// ghashSeg folds npre, nmid and npost bytes (each a multiple of 16) at
+// pre, mid and post, in that order, into the GHASH accumulator *acc (held
+// byte-reflected, as the field model's elem in little-endian). With tag
+// non-nil it then writes the GCM tag for the nonce block *j0 into *tag.
 //
 //go:noescape
-func ghash(tab *[hashBlocks][16]byte, acc *[16]byte, p *byte, n int)
+func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int,
+	rk *[15][32]byte, nr int, j0, tag *[16]byte)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
@@ -38,8 +41,6 @@ type gcmVector struct {
 	tab [hashBlocks][16]byte // H^32·x ... H^1·x
 	nr  int
 }
-
-var zeroBlock [16]byte
 
 func newVector(key []byte) cipher.AEAD {
 	if !hasVector {
@@ -54,7 +55,7 @@ func newVector(key []byte) cipher.AEAD {
 	}
 	clear(rk[:])
 	var h, ctr [16]byte
-	ctrXor(&g.rk, g.nr, &ctr, &h[0], &zeroBlock[0], 16) // H = E_K(0^128): counter 0, zero input
+	ctrXor(&g.rk, g.nr, &ctr, &h[0], &h[0], 16) // H = E_K(0^128): counter 0, zero input
 	hashPowers(h[:], &g.tab)
 	clear(h[:])
 	return g
@@ -66,53 +67,45 @@ func (g *gcmVector) NonceSize() int { return NonceSize }
 // Overhead returns the tag length, 16.
 func (g *gcmVector) Overhead() int { return TagSize }
 
-// start sets *ctr to the first data counter block for nonce and *mask to
-// E_K(J0), the value the tag is masked with.
-func (g *gcmVector) start(nonce []byte, ctr, mask *[16]byte) {
-	copy(ctr[:], nonce)
-	ctr[15] = 1
-	ctrXor(&g.rk, g.nr, ctr, &mask[0], &zeroBlock[0], 16)
+// ptr is &b[0], or nil for an empty b.
+func ptr(b []byte) *byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return &b[0]
 }
 
-// crypt XORs src with the keystream from *ctr into dst (same length).
-func (g *gcmVector) crypt(ctr *[16]byte, dst, src []byte) {
-	n := len(src) &^ 15
-	if n > 0 {
-		ctrXor(&g.rk, g.nr, ctr, &dst[0], &src[0], n)
+// tag computes GCM's tag for the nonce block j0 over aad and the
+// ciphertext ct into out. ESP's short AAD (up to 16 bytes), the ciphertext
+// and the length block go to the assembly in one call; so do GMAC's AAD and
+// length block.
+func (g *gcmVector) tag(out, j0 *[16]byte, aad, ct []byte) {
+	var acc, pre [16]byte
+	var post [32]byte
+	npre := 0
+	body := ct
+	switch {
+	case len(ct) == 0:
+		body = aad
+	case len(aad) <= 16:
+		if copy(pre[:], aad) > 0 {
+			npre = 16
+		}
+	default: // a long AAD and a ciphertext: the AAD first, on its own
+		n, np := len(aad)&^15, 0
+		if copy(post[:16], aad[n:]) > 0 {
+			np = 16
+		}
+		ghashSeg(&g.tab, &acc, nil, 0, &aad[0], n, &post[0], np, nil, 0, nil, nil)
+		post = [32]byte{}
 	}
-	if r := len(src) - n; r > 0 {
-		var b [16]byte
-		copy(b[:], src[n:])
-		ctrXor(&g.rk, g.nr, ctr, &b[0], &b[0], 16)
-		copy(dst[n:], b[:r])
-		clear(b[:])
+	n, np := len(body)&^15, 0
+	if copy(post[:16], body[n:]) > 0 {
+		np = 16
 	}
-}
-
-// hash folds p, zero-padded to whole blocks, into *acc.
-func (g *gcmVector) hash(acc *[16]byte, p []byte) {
-	n := len(p) &^ 15
-	if n > 0 {
-		ghash(&g.tab, acc, &p[0], n)
-	}
-	if r := len(p) - n; r > 0 {
-		var b [16]byte
-		copy(b[:], p[n:])
-		ghash(&g.tab, acc, &b[0], 16)
-	}
-}
-
-// tag computes the tag over aad and the ciphertext ct into out.
-func (g *gcmVector) tag(out *[16]byte, mask *[16]byte, aad, ct []byte) {
-	var acc, lens [16]byte
-	g.hash(&acc, aad)
-	g.hash(&acc, ct)
-	binary.BigEndian.PutUint64(lens[:8], uint64(len(aad))*8)
-	binary.BigEndian.PutUint64(lens[8:], uint64(len(ct))*8)
-	ghash(&g.tab, &acc, &lens[0], 16)
-	for i := range out {
-		out[i] = acc[15-i] ^ mask[i]
-	}
+	binary.BigEndian.PutUint64(post[np:], uint64(len(aad))*8)
+	binary.BigEndian.PutUint64(post[np+8:], uint64(len(ct))*8)
+	ghashSeg(&g.tab, &acc, &pre[0], npre, ptr(body[:n]), n, &post[0], np+16, &g.rk, g.nr, j0, out)
 }
 
 // Seal encrypts and authenticates plaintext, authenticates aad, and appends
@@ -128,11 +121,14 @@ func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	if inexactOverlap(out, plaintext) {
 		panic("aesgcm: invalid buffer overlap")
 	}
-	var ctr, mask, t [16]byte
-	g.start(nonce, &ctr, &mask)
+	var j0, ctr, t [16]byte
+	copy(j0[:], nonce)
+	j0[15] = 1
+	ctr = j0
+	ctr[15] = 2 // J0+1
 	ct := out[:len(plaintext)]
-	g.crypt(&ctr, ct, plaintext)
-	g.tag(&t, &mask, aad, ct)
+	ctrXor(&g.rk, g.nr, &ctr, ptr(ct), ptr(plaintext), len(plaintext))
+	g.tag(&t, &j0, aad, ct)
 	copy(out[len(plaintext):], t[:])
 	return ret
 }
@@ -152,13 +148,16 @@ func (g *gcmVector) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	if inexactOverlap(out, ciphertext) {
 		panic("aesgcm: invalid buffer overlap")
 	}
-	var ctr, mask, want [16]byte
-	g.start(nonce, &ctr, &mask)
-	g.tag(&want, &mask, aad, ct)
+	var j0, want [16]byte
+	copy(j0[:], nonce)
+	j0[15] = 1
+	g.tag(&want, &j0, aad, ct)
 	if subtle.ConstantTimeCompare(want[:], tag) != 1 {
 		return nil, errOpen
 	}
-	g.crypt(&ctr, out, ct)
+	ctr := j0
+	ctr[15] = 2 // J0+1
+	ctrXor(&g.rk, g.nr, &ctr, ptr(out), ptr(ct), len(ct))
 	return ret, nil
 }
 

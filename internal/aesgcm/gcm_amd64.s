@@ -69,9 +69,11 @@ GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 
 // func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
 //
-// AX round keys, R9 = nr*32 (offset of the last round key), DX counter
-// block, DI dst, SI src, BX bytes left. Y8 holds the next two counters
-// (reversed), Y9 the byte-reversal mask, Y10 the +2 step, Y15 a round key.
+// n may be any length: the last partial block is read and written under a
+// byte mask.
+// AX round keys, R9 = nr*32 (offset of the last round key), DI dst, SI
+// src, BX bytes left. Y8 holds the next two counters (reversed), Y9 the
+// byte-reversal mask, Y10 the +2 step, Y15 a round key.
 TEXT ·ctrXor(SB), NOSPLIT, $0-48
 	MOVQ rk+0(FP), AX
 	MOVQ nr+8(FP), R9
@@ -142,9 +144,10 @@ rounds16:
 	JMP     loop16
 
 loop2:
-	CMPQ BX, $16
-	JB   done
+	TESTQ BX, BX
+	JZ    done
 	VPSHUFB Y9, Y8, Y0
+	VPADDD  Y10, Y8, Y8
 	VPXOR   (AX), Y0, Y0
 	MOVQ    $32, R8
 
@@ -155,67 +158,160 @@ rounds2:
 	JB      rounds2
 	VAESENCLAST (AX)(R9*1), Y0, Y0
 	CMPQ    BX, $32
-	JB      one
+	JB      last
 	VPXOR   (SI), Y0, Y0
 	VMOVDQU Y0, (DI)
-	VPADDD  Y10, Y8, Y8
 	ADDQ    $32, SI
 	ADDQ    $32, DI
 	SUBQ    $32, BX
 	JMP     loop2
 
-one:
-	// A last single block: lane 0 of Y0. The next counter is lane 1 of Y8.
-	VPXOR   (SI), X0, X0
-	VMOVDQU X0, (DI)
-	VEXTRACTI128 $1, Y8, X8
+last:
+	// 1 to 31 bytes: lane 0 of Y0 for the first 16, lane 1 for the rest.
+	CMPQ    BX, $16
+	JB      partial
+	VPXOR   (SI), X0, X1
+	VMOVDQU X1, (DI)
+	ADDQ    $16, SI
+	ADDQ    $16, DI
+	SUBQ    $16, BX
+	VEXTRACTI128 $1, Y0, X0
+	TESTQ   BX, BX
+	JZ      done
+
+partial:
+	// BX (1 to 15) bytes under a byte mask: masked-off bytes are neither
+	// read nor written.
+	MOVQ  BX, CX
+	MOVQ  $1, R11
+	SHLQ  CX, R11
+	DECQ  R11
+	KMOVQ R11, K1
+	VMOVDQU8.Z (SI), K1, X1
+	VPXOR      X1, X0, X0
+	VMOVDQU8   X0, K1, (DI)
 
 done:
-	VPSHUFB X9, X8, X8
-	VMOVDQU X8, (DX)
 	VZEROUPPER
 	RET
 
-// func ghash(tab *[hashBlocks][16]byte, acc *[16]byte, p *byte, n int)
+// SINGLE multiplies one block at P (plus the accumulator X0, which it
+// then clears) by the table entry at R8 and adds the product to Z1-Z3.
+#define SINGLE(P) \
+	VMOVDQU    (P), X4 \
+	VPSHUFB    X9, X4, X4 \
+	VPXOR      X0, X4, X4 \
+	VPXOR      X0, X0, X0 \
+	VMOVDQU    (R8), X5 \
+	VPCLMULQDQ $0x00, X5, X4, X6 \
+	VPXORQ     Z6, Z1, Z1 \
+	VPCLMULQDQ $0x11, X5, X4, X7 \
+	VPXORQ     Z7, Z3, Z3 \
+	VPCLMULQDQ $0x01, X5, X4, X6 \
+	VPXORQ     Z6, Z2, Z2 \
+	VPCLMULQDQ $0x10, X5, X4, X7 \
+	VPXORQ     Z7, Z2, Z2 \
+	ADDQ       $16, R8
+
+// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, rk *[15][32]byte, nr int, j0, tag *[16]byte)
+//
+// Folds into *acc the blocks of pre (npre bytes, 0 or 16), then mid (nmid
+// bytes), then post (npost bytes), all multiples of 16: one stream, so that
+// ESP's AAD, ciphertext and length block take one call and, up to 32
+// blocks, one reduction. With tag set, it also writes the GCM tag: the
+// hash, byte-reversed, XOR E_K(*j0) (computed in X14 with the round keys
+// at rk, alongside the hash).
 //
 // Chunks of up to hashBlocks (32) blocks: block i of a k-block chunk is
-// multiplied by
-// H^(k-i) (the accumulator added to block 0), four blocks per ZMM register
-// (then two per YMM, one per XMM for the rest of the chunk), the 256-bit
+// multiplied by H^(k-i) (the accumulator added to the chunk's first block),
+// four blocks per ZMM register (then two per YMM, one per XMM), the 256-bit
 // products summed (LO Z1, MID Z2, HI Z3) and reduced once per chunk.
 // VPCLMULQDQ costs about the same per instruction at every width on the
 // CPUs this runs on, so the widest registers do the most per multiply.
-// AX table, DX accumulator, SI data, BX bytes left, CX bytes left in the
-// chunk, R8 table entry of the current block. X0 accumulator (upper bits
-// zero), Z9 byte reversal mask, X13 the reduction constant.
-TEXT ·ghash(SB), NOSPLIT, $0-32
+// AX table, DX accumulator, R10/R11 pre, SI/BX mid, R12/R13 post, R14 bytes
+// left in all, CX bytes left in the chunk, DI mid bytes in the chunk, R8
+// table entry of the current block. X0 accumulator (upper bits zero), Z9
+// byte reversal mask, X13 the reduction constant.
+TEXT ·ghashSeg(SB), NOSPLIT, $0-96
 	MOVQ tab+0(FP), AX
 	MOVQ acc+8(FP), DX
-	MOVQ p+16(FP), SI
-	MOVQ n+24(FP), BX
+	MOVQ pre+16(FP), R10
+	MOVQ npre+24(FP), R11
+	MOVQ mid+32(FP), SI
+	MOVQ nmid+40(FP), BX
+	MOVQ post+48(FP), R12
+	MOVQ npost+56(FP), R13
+	MOVQ R11, R14
+	ADDQ BX, R14
+	ADDQ R13, R14
 
 	VMOVDQU   (DX), X0
 	VMOVDQU64 bswapMask<>(SB), Z9
 	VMOVDQU   polyC2<>(SB), X13
 
+	// The tag mask E_K(J0): an independent chain the CPU runs in the
+	// shadow of the multiplications.
+	MOVQ  tag+88(FP), R9
+	TESTQ R9, R9
+	JZ    chunk
+	MOVQ  rk+64(FP), R9
+	MOVQ  j0+80(FP), DI
+	VMOVDQU (DI), X14
+	VPXOR   (R9), X14, X14
+	VAESENC 32(R9), X14, X14
+	VAESENC 64(R9), X14, X14
+	VAESENC 96(R9), X14, X14
+	VAESENC 128(R9), X14, X14
+	VAESENC 160(R9), X14, X14
+	VAESENC 192(R9), X14, X14
+	VAESENC 224(R9), X14, X14
+	VAESENC 256(R9), X14, X14
+	VAESENC 288(R9), X14, X14
+	CMPQ    nr+72(FP), $10
+	JE      mask10
+	VAESENC 320(R9), X14, X14
+	VAESENC 352(R9), X14, X14
+	VAESENC 384(R9), X14, X14
+	VAESENC 416(R9), X14, X14
+	VAESENCLAST 448(R9), X14, X14
+	JMP     chunk
+
+mask10:
+	VAESENCLAST 320(R9), X14, X14
+
 chunk:
-	TESTQ BX, BX
+	TESTQ R14, R14
 	JZ    ghashDone
-	MOVQ  BX, CX
+	MOVQ  R14, CX
 	CMPQ  CX, $CHUNK
 	JBE   sized
 	MOVQ  $CHUNK, CX
 
 sized:
-	SUBQ   CX, BX
+	SUBQ   CX, R14
 	LEAQ   CHUNK(AX), R8
 	SUBQ   CX, R8
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2
 	VPXORQ Z3, Z3, Z3
+	TESTQ  R11, R11
+	JZ     midStart
+	SINGLE(R10)
+	XORQ   R11, R11
+	SUBQ   $16, CX
+
+midStart:
+	MOVQ BX, DI
+	CMPQ DI, CX
+	JBE  midSized
+	MOVQ CX, DI
+
+midSized:
+	SUBQ DI, BX
+	SUBQ DI, CX
 
 quads:
-	CMPQ       CX, $64
+	CMPQ       DI, $64
 	JB         pairs
 	VMOVDQU64  (SI), Z4
 	VPSHUFB    Z9, Z4, Z4
@@ -232,12 +328,12 @@ quads:
 	VPXORQ     Z7, Z2, Z2
 	ADDQ       $64, SI
 	ADDQ       $64, R8
-	SUBQ       $64, CX
+	SUBQ       $64, DI
 	JMP        quads
 
 pairs:
 	// VEX-encoded operations below zero the upper halves of Z4-Z7.
-	CMPQ       CX, $32
+	CMPQ       DI, $32
 	JB         single
 	VMOVDQU    (SI), Y4
 	VPSHUFB    Y9, Y4, Y4
@@ -254,29 +350,25 @@ pairs:
 	VPXORQ     Z7, Z2, Z2
 	ADDQ       $32, SI
 	ADDQ       $32, R8
-	SUBQ       $32, CX
+	SUBQ       $32, DI
 
 single:
-	TESTQ      CX, CX
-	JZ         reduce
-	VMOVDQU    (SI), X4
-	VPSHUFB    X9, X4, X4
-	VPXOR      X0, X4, X4
-	VPXOR      X0, X0, X0
-	VMOVDQU    (R8), X5
-	VPCLMULQDQ $0x00, X5, X4, X6
-	VPXORQ     Z6, Z1, Z1
-	VPCLMULQDQ $0x11, X5, X4, X7
-	VPXORQ     Z7, Z3, Z3
-	VPCLMULQDQ $0x01, X5, X4, X6
-	VPXORQ     Z6, Z2, Z2
-	VPCLMULQDQ $0x10, X5, X4, X7
-	VPXORQ     Z7, Z2, Z2
-	ADDQ       $16, SI
+	TESTQ DI, DI
+	JZ    post
+	SINGLE(SI)
+	ADDQ  $16, SI
+
+post:
+	TESTQ CX, CX
+	JZ    reduce
+	SINGLE(R12)
+	ADDQ  $16, R12
+	SUBQ  $16, CX
+	JMP   post
 
 reduce:
-	// Fold 512 -> 256 -> 128 bits, then the Karatsuba-free middle term,
-	// then two reduction rounds.
+	// Fold 512 -> 256 -> 128 bits, add in the middle term, then two
+	// reduction rounds.
 	VEXTRACTI64X4 $1, Z1, Y6
 	VPXOR         Y6, Y1, Y1
 	VEXTRACTI64X4 $1, Z2, Y6
@@ -304,5 +396,13 @@ reduce:
 
 ghashDone:
 	VMOVDQU X0, (DX)
+	MOVQ    tag+88(FP), R9
+	TESTQ   R9, R9
+	JZ      noTag
+	VPSHUFB X9, X0, X0
+	VPXOR   X14, X0, X0
+	VMOVDQU X0, (R9)
+
+noTag:
 	VZEROUPPER
 	RET
