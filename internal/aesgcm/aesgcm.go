@@ -75,13 +75,22 @@ func sliceForAppend(in []byte, n int) (whole, tail []byte) {
 	return whole, whole[len(in):]
 }
 
-// inexactOverlap reports whether x and y share memory other than starting
-// at the same byte (the only overlap Seal and Open allow: in place).
-func inexactOverlap(x, y []byte) bool {
-	if len(x) == 0 || len(y) == 0 || &x[0] == &y[0] {
+// anyOverlap reports whether x and y share memory.
+func anyOverlap(x, y []byte) bool {
+	if len(x) == 0 || len(y) == 0 {
 		return false
 	}
 	x0, x1 := uintptr(unsafe.Pointer(&x[0])), uintptr(unsafe.Pointer(&x[len(x)-1]))
 	y0, y1 := uintptr(unsafe.Pointer(&y[0])), uintptr(unsafe.Pointer(&y[len(y)-1]))
 	return x0 <= y1 && y0 <= x1
+}
+
+// inexactOverlap reports whether x and y share memory other than starting
+// at the same byte (the only overlap of output and input Seal and Open
+// allow: in place).
+func inexactOverlap(x, y []byte) bool {
+	if len(x) == 0 || len(y) == 0 || &x[0] == &y[0] {
+		return false
+	}
+	return anyOverlap(x, y)
 }

@@ -270,6 +270,12 @@ func TestNewErrors(t *testing.T) {
 	buf := make([]byte, 64)
 	mustPanic(t, "inexact overlap", func() { a.Seal(buf[1:1], make([]byte, NonceSize), buf[:32], nil) })
 	mustPanic(t, "inexact overlap Open", func() { a.Open(buf[1:1], make([]byte, NonceSize), buf[:48], nil) })
+	mustPanic(t, "output over AAD", func() { a.Seal(buf[:0], make([]byte, NonceSize), nil, buf[8:24]) })
+	ct := a.Seal(nil, make([]byte, NonceSize), make([]byte, 16), buf[32:40])
+	copy(buf, ct)
+	mustPanic(t, "output over AAD Open", func() { a.Open(buf[:0], make([]byte, NonceSize), buf[:32], buf[8:16]) })
+	// Adjacent is not overlapping: GMAC's tag right after the packet.
+	a.Seal(buf[40:40], make([]byte, NonceSize), nil, buf[:40])
 }
 
 func mustPanic(t *testing.T, what string, f func()) {

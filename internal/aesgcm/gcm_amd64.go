@@ -119,7 +119,10 @@ func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	}
 	ret, out := sliceForAppend(dst, len(plaintext)+TagSize)
 	if inexactOverlap(out, plaintext) {
-		panic("aesgcm: invalid buffer overlap")
+		panic("aesgcm: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, aad) {
+		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	var j0, ctr, t [16]byte
 	copy(j0[:], nonce)
@@ -146,7 +149,10 @@ func (g *gcmVector) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	ct, tag := ciphertext[:len(ciphertext)-TagSize], ciphertext[len(ciphertext)-TagSize:]
 	ret, out := sliceForAppend(dst, len(ct))
 	if inexactOverlap(out, ciphertext) {
-		panic("aesgcm: invalid buffer overlap")
+		panic("aesgcm: invalid buffer overlap of output and input")
+	}
+	if anyOverlap(out, aad) {
+		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	var j0, want [16]byte
 	copy(j0[:], nonce)
