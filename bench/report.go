@@ -80,7 +80,7 @@ var Method = []string{
 // aesgcmImpl names the AES-GCM code internal/aesgcm runs on this machine.
 func aesgcmImpl() string {
 	if aesgcm.Accelerated() {
-		return "VAES/VPCLMULQDQ assembly for AES-128 and AES-256"
+		return "VAES/VPCLMULQDQ assembly"
 	}
 	return "crypto/cipher's GCM on this machine"
 }

@@ -30,15 +30,15 @@ var errOpen = errors.New("aesgcm: message authentication failed")
 var forceGeneric = false
 
 // New returns an AES-GCM AEAD (12-byte nonce, 16-byte tag) keyed with a
-// 16-, 24- or 32-byte key. AES-128 and AES-256 use the vector code when the
-// CPU has it; every other case is crypto/cipher's GCM.
+// 16-, 24- or 32-byte key: the vector code when the CPU has it, else
+// crypto/cipher's GCM.
 func New(key []byte) (cipher.AEAD, error) {
 	switch len(key) {
 	case 16, 24, 32:
 	default:
 		return nil, fmt.Errorf("aesgcm: invalid key length %d", len(key))
 	}
-	if !forceGeneric && len(key) != 24 {
+	if !forceGeneric {
 		if a := newVector(key); a != nil {
 			return a, nil
 		}
@@ -46,8 +46,8 @@ func New(key []byte) (cipher.AEAD, error) {
 	return newGeneric(key)
 }
 
-// Accelerated reports whether New returns the vector implementation for
-// AES-128 and AES-256 keys on this machine.
+// Accelerated reports whether New returns the vector implementation on this
+// machine.
 func Accelerated() bool { return hasVector && !forceGeneric }
 
 func newGeneric(key []byte) (cipher.AEAD, error) {

@@ -138,7 +138,7 @@ func TestDifferentialRandom(t *testing.T) {
 		iters = 50
 	}
 	for i := range iters {
-		key := randBytes(r, []int{16, 32}[i%2])
+		key := randBytes(r, []int{16, 24, 32}[i%3])
 		a, err := New(key)
 		if err != nil {
 			t.Fatal(err)
@@ -154,7 +154,7 @@ func TestDifferentialRandom(t *testing.T) {
 // TestGMAC checks RFC 4543's use: nothing encrypted, the packet as AAD.
 func TestGMAC(t *testing.T) {
 	r := mrand.New(mrand.NewPCG(5, 6))
-	for _, ks := range []int{16, 32} {
+	for _, ks := range []int{16, 24, 32} {
 		key := randBytes(r, ks)
 		a, err := New(key)
 		if err != nil {

@@ -29,7 +29,7 @@ func guardedTail(t *testing.T, n int) []byte {
 // and stores) must not touch a byte past them.
 func TestNoOverread(t *testing.T) {
 	r := mrand.New(mrand.NewPCG(9, 10))
-	for _, ks := range []int{16, 32} {
+	for _, ks := range []int{16, 24, 32} {
 		key := randBytes(r, ks)
 		a, err := New(key)
 		if err != nil {

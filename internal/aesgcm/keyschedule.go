@@ -31,7 +31,7 @@ func subWord(w uint32) uint32 {
 	return uint32(sbox(byte(w>>24)))<<24 | uint32(sbox(byte(w>>16)))<<16 | uint32(sbox(byte(w>>8)))<<8 | uint32(sbox(byte(w)))
 }
 
-// expandKey writes the encryption round keys of a 16- or 32-byte AES key
+// expandKey writes the encryption round keys of a 16-, 24- or 32-byte AES key
 // (FIPS 197 KeyExpansion) into rk, in the byte order AES-NI takes, and
 // returns the number of rounds.
 func expandKey(key []byte, rk *[15][16]byte) int {
