@@ -21,19 +21,20 @@ var hasVector = cpu.X86.HasAVX2 && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ &&
 	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ
 
 // ctrXor XORs n bytes of src with the AES-CTR keystream into dst, starting
-// at the counter block *ctr (GCM's inc32 on its last 4 bytes).
+// at the counter block made of the 12 bytes at nonce and ctr (big-endian),
+// GCM's inc32 on its last 4 bytes.
 //
 //go:noescape
-func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
+func ctrXor(rk *[15][32]byte, nr int, nonce *byte, ctr uint32, dst, src *byte, n int)
 
 // ghashSeg folds npre, nmid and npost bytes (each a multiple of 16) at
 // pre, mid and post, in that order, into the GHASH accumulator *acc (held
 // byte-reflected, as the field model's elem in little-endian). With tag
-// non-nil it then writes the GCM tag for the nonce block *j0 into *tag.
+// non-nil it then writes the GCM tag for the 12 bytes at nonce into *tag.
 //
 //go:noescape
 func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int,
-	rk *[15][32]byte, nr int, j0, tag *[16]byte)
+	rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
@@ -54,8 +55,9 @@ func newVector(key []byte) cipher.AEAD {
 		copy(g.rk[i][16:], rk[i][:])
 	}
 	clear(rk[:])
-	var h, ctr [16]byte
-	ctrXor(&g.rk, g.nr, &ctr, &h[0], &h[0], 16) // H = E_K(0^128): counter 0, zero input
+	var h [16]byte
+	var zero [12]byte
+	ctrXor(&g.rk, g.nr, &zero[0], 0, &h[0], &h[0], 16) // H = E_K(0^128): zero nonce and counter, zero input
 	hashPowers(h[:], &g.tab)
 	clear(h[:])
 	return g
@@ -75,11 +77,11 @@ func ptr(b []byte) *byte {
 	return &b[0]
 }
 
-// tag computes GCM's tag for the nonce block j0 over aad and the
-// ciphertext ct into out. ESP's short AAD (up to 16 bytes), the ciphertext
+// tag computes GCM's tag for nonce (12 bytes) over aad and the ciphertext
+// ct into out. ESP's short AAD (up to 16 bytes), the ciphertext
 // and the length block go to the assembly in one call; so do GMAC's AAD and
 // length block.
-func (g *gcmVector) tag(out, j0 *[16]byte, aad, ct []byte) {
+func (g *gcmVector) tag(out *[16]byte, nonce *byte, aad, ct []byte) {
 	var acc, pre [16]byte
 	var post [32]byte
 	npre := 0
@@ -105,7 +107,7 @@ func (g *gcmVector) tag(out, j0 *[16]byte, aad, ct []byte) {
 	}
 	binary.BigEndian.PutUint64(post[np:], uint64(len(aad))*8)
 	binary.BigEndian.PutUint64(post[np+8:], uint64(len(ct))*8)
-	ghashSeg(&g.tab, &acc, &pre[0], npre, ptr(body[:n]), n, &post[0], np+16, &g.rk, g.nr, j0, out)
+	ghashSeg(&g.tab, &acc, &pre[0], npre, ptr(body[:n]), n, &post[0], np+16, &g.rk, g.nr, nonce, out)
 }
 
 // Seal encrypts and authenticates plaintext, authenticates aad, and appends
@@ -124,15 +126,9 @@ func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
 	if anyOverlap(out, aad) {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
-	var j0, ctr, t [16]byte
-	copy(j0[:], nonce)
-	j0[15] = 1
-	ctr = j0
-	ctr[15] = 2 // J0+1
 	ct := out[:len(plaintext)]
-	ctrXor(&g.rk, g.nr, &ctr, ptr(ct), ptr(plaintext), len(plaintext))
-	g.tag(&t, &j0, aad, ct)
-	copy(out[len(plaintext):], t[:])
+	ctrXor(&g.rk, g.nr, &nonce[0], 2, ptr(ct), ptr(plaintext), len(plaintext)) // from J0+1
+	g.tag((*[16]byte)(out[len(plaintext):]), &nonce[0], aad, ct)
 	return ret
 }
 
@@ -154,16 +150,12 @@ func (g *gcmVector) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 	if anyOverlap(out, aad) {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
-	var j0, want [16]byte
-	copy(j0[:], nonce)
-	j0[15] = 1
-	g.tag(&want, &j0, aad, ct)
+	var want [16]byte
+	g.tag(&want, &nonce[0], aad, ct)
 	if subtle.ConstantTimeCompare(want[:], tag) != 1 {
 		return nil, errOpen
 	}
-	ctr := j0
-	ctr[15] = 2 // J0+1
-	ctrXor(&g.rk, g.nr, &ctr, ptr(out), ptr(ct), len(ct))
+	ctrXor(&g.rk, g.nr, &nonce[0], 2, ptr(out), ptr(ct), len(ct)) // from J0+1
 	return ret, nil
 }
 

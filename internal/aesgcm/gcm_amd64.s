@@ -67,27 +67,34 @@ GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 	VPXOR K, Y6, Y6 \
 	VPXOR K, Y7, Y7
 
-// func ctrXor(rk *[15][32]byte, nr int, ctr *[16]byte, dst, src *byte, n int)
+// func ctrXor(rk *[15][32]byte, nr int, nonce *byte, ctr uint32, dst, src *byte, n int)
 //
-// n may be any length: the last partial block is read and written under a
-// byte mask.
+// The first counter block is the 12-byte nonce and ctr (big-endian), built
+// in a register: a 16-byte load of a block Go had just written bytewise
+// would miss store forwarding and stall. n may be any length: the last
+// partial block is read and written under a byte mask.
 // AX round keys, R9 = nr*32 (offset of the last round key), DI dst, SI
 // src, BX bytes left. Y8 holds the next two counters (reversed), Y9 the
 // byte-reversal mask, Y10 the +2 step, Y15 a round key.
-TEXT ·ctrXor(SB), NOSPLIT, $0-48
+TEXT ·ctrXor(SB), NOSPLIT, $0-56
 	MOVQ rk+0(FP), AX
 	MOVQ nr+8(FP), R9
 	SHLQ $5, R9
-	MOVQ ctr+16(FP), DX
-	MOVQ dst+24(FP), DI
-	MOVQ src+32(FP), SI
-	MOVQ n+40(FP), BX
+	MOVQ nonce+16(FP), DX
+	MOVL ctr+24(FP), R10
+	MOVQ dst+32(FP), DI
+	MOVQ src+40(FP), SI
+	MOVQ n+48(FP), BX
 
-	VMOVDQU bswapMask<>(SB), Y9
-	VMOVDQU ctrTwo<>(SB), Y10
-	VBROADCASTI128 (DX), Y8
-	VPSHUFB Y9, Y8, Y8
-	VPADDD ctrLanes<>(SB), Y8, Y8
+	VMOVDQU     bswapMask<>(SB), Y9
+	VMOVDQU     ctrTwo<>(SB), Y10
+	VMOVQ       (DX), X8
+	VPINSRD     $2, 8(DX), X8, X8
+	BSWAPL      R10
+	VPINSRD     $3, R10, X8, X8
+	VPSHUFB     X9, X8, X8
+	VINSERTI128 $1, X8, Y8, Y8
+	VPADDD      ctrLanes<>(SB), Y8, Y8
 
 loop16:
 	CMPQ BX, $256
@@ -213,14 +220,14 @@ done:
 	VPXORQ     Z7, Z2, Z2 \
 	ADDQ       $16, R8
 
-// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, rk *[15][32]byte, nr int, j0, tag *[16]byte)
+// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
 //
 // Folds into *acc the blocks of pre (npre bytes, 0 or 16), then mid (nmid
 // bytes), then post (npost bytes), all multiples of 16: one stream, so that
 // ESP's AAD, ciphertext and length block take one call and, up to 32
 // blocks, one reduction. With tag set, it also writes the GCM tag: the
-// hash, byte-reversed, XOR E_K(*j0) (computed in X14 with the round keys
-// at rk, alongside the hash).
+// hash, byte-reversed, XOR E_K(J0) (J0 = the 12-byte nonce and counter 1,
+// computed in X14 with the round keys at rk, alongside the hash).
 //
 // Chunks of up to hashBlocks (32) blocks: block i of a k-block chunk is
 // multiplied by H^(k-i) (the accumulator added to the chunk's first block),
@@ -254,9 +261,12 @@ TEXT ·ghashSeg(SB), NOSPLIT, $0-96
 	MOVQ  tag+88(FP), R9
 	TESTQ R9, R9
 	JZ    chunk
-	MOVQ  rk+64(FP), R9
-	MOVQ  j0+80(FP), DI
-	VMOVDQU (DI), X14
+	MOVQ    rk+64(FP), R9
+	MOVQ    nonce+80(FP), DI
+	VMOVQ   (DI), X14
+	VPINSRD $2, 8(DI), X14, X14
+	MOVL    $0x01000000, DI
+	VPINSRD $3, DI, X14, X14
 	VPXOR   (R9), X14, X14
 	VAESENC 32(R9), X14, X14
 	VAESENC 64(R9), X14, X14
