@@ -5,7 +5,6 @@ package aesgcm
 import (
 	"crypto/cipher"
 	"crypto/subtle"
-	"encoding/binary"
 
 	"golang.org/x/sys/cpu"
 )
@@ -27,14 +26,16 @@ var hasVector = cpu.X86.HasAVX2 && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ &&
 //go:noescape
 func ctrXor(rk *[15][32]byte, nr int, nonce *byte, ctr uint32, dst, src *byte, n int)
 
-// ghashSeg folds npre, nmid and npost bytes (each a multiple of 16) at
-// pre, mid and post, in that order, into the GHASH accumulator *acc (held
-// byte-reflected, as the field model's elem in little-endian). With tag
-// non-nil it then writes the GCM tag for the 12 bytes at nonce into *tag.
+// ghashSeg folds into the GHASH accumulator *acc (held byte-reflected, as
+// the field model's elem in little-endian) npre bytes at pre (0 to 16,
+// zero-padded), nmid at mid (a multiple of 16), npost at post (0 to 15,
+// zero-padded) and, with tag non-nil, the length block of aadBits and
+// ctBits; then, with tag non-nil, it writes the GCM tag for the 12 bytes
+// at nonce into *tag.
 //
 //go:noescape
 func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int,
-	rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
+	aadBits, ctBits uint64, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
@@ -78,36 +79,25 @@ func ptr(b []byte) *byte {
 }
 
 // tag computes GCM's tag for nonce (12 bytes) over aad and the ciphertext
-// ct into out. ESP's short AAD (up to 16 bytes), the ciphertext
-// and the length block go to the assembly in one call; so do GMAC's AAD and
-// length block.
+// ct into out. ESP's short AAD (up to 16 bytes), the ciphertext and the
+// length block go to the assembly in one call; so do GMAC's AAD and length
+// block.
 func (g *gcmVector) tag(out *[16]byte, nonce *byte, aad, ct []byte) {
-	var acc, pre [16]byte
-	var post [32]byte
-	npre := 0
+	var acc [16]byte
+	var pre []byte
 	body := ct
 	switch {
 	case len(ct) == 0:
 		body = aad
 	case len(aad) <= 16:
-		if copy(pre[:], aad) > 0 {
-			npre = 16
-		}
+		pre = aad
 	default: // a long AAD and a ciphertext: the AAD first, on its own
-		n, np := len(aad)&^15, 0
-		if copy(post[:16], aad[n:]) > 0 {
-			np = 16
-		}
-		ghashSeg(&g.tab, &acc, nil, 0, &aad[0], n, &post[0], np, nil, 0, nil, nil)
-		post = [32]byte{}
+		n := len(aad) &^ 15
+		ghashSeg(&g.tab, &acc, nil, 0, &aad[0], n, ptr(aad[n:]), len(aad)-n, 0, 0, nil, 0, nil, nil)
 	}
-	n, np := len(body)&^15, 0
-	if copy(post[:16], body[n:]) > 0 {
-		np = 16
-	}
-	binary.BigEndian.PutUint64(post[np:], uint64(len(aad))*8)
-	binary.BigEndian.PutUint64(post[np+8:], uint64(len(ct))*8)
-	ghashSeg(&g.tab, &acc, &pre[0], npre, ptr(body[:n]), n, &post[0], np+16, &g.rk, g.nr, nonce, out)
+	n := len(body) &^ 15
+	ghashSeg(&g.tab, &acc, ptr(pre), len(pre), ptr(body[:n]), n, ptr(body[n:]), len(body)-n,
+		uint64(len(aad))*8, uint64(len(ct))*8, &g.rk, g.nr, nonce, out)
 }
 
 // Seal encrypts and authenticates plaintext, authenticates aad, and appends

@@ -202,10 +202,30 @@ done:
 	VZEROUPPER
 	RET
 
+// Byte masks (1<<n)-1 for n = 0..16: the bytes of a partial block.
+DATA partialMasks<>+0x00(SB)/8, $0x0007000300010000
+DATA partialMasks<>+0x08(SB)/8, $0x007f003f001f000f
+DATA partialMasks<>+0x10(SB)/8, $0x07ff03ff01ff00ff
+DATA partialMasks<>+0x18(SB)/8, $0x7fff3fff1fff0fff
+DATA partialMasks<>+0x20(SB)/2, $0xffff
+GLOBL partialMasks<>(SB), RODATA|NOPTR, $34
+
+// LOADPARTIAL loads N (1 to 16) bytes at P into X4, zero-padded, under a
+// byte mask: bytes past them are not touched. It uses R9.
+#define LOADPARTIAL(P, N) \
+	LEAQ       partialMasks<>(SB), R9 \
+	MOVWLZX    (R9)(N*2), R9 \
+	KMOVQ      R9, K1 \
+	VMOVDQU8.Z (P), K1, X4
+
 // SINGLE multiplies one block at P (plus the accumulator X0, which it
 // then clears) by the table entry at R8 and adds the product to Z1-Z3.
 #define SINGLE(P) \
 	VMOVDQU    (P), X4 \
+	SINGLEX4
+
+// SINGLEX4 is SINGLE for a block already in X4 (in memory byte order).
+#define SINGLEX4 \
 	VPSHUFB    X9, X4, X4 \
 	VPXOR      X0, X4, X4 \
 	VPXOR      X0, X0, X0 \
@@ -220,14 +240,17 @@ done:
 	VPXORQ     Z7, Z2, Z2 \
 	ADDQ       $16, R8
 
-// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
+// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, aadBits, ctBits uint64, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
 //
-// Folds into *acc the blocks of pre (npre bytes, 0 or 16), then mid (nmid
-// bytes), then post (npost bytes), all multiples of 16: one stream, so that
-// ESP's AAD, ciphertext and length block take one call and, up to 32
-// blocks, one reduction. With tag set, it also writes the GCM tag: the
-// hash, byte-reversed, XOR E_K(J0) (J0 = the 12-byte nonce and counter 1,
-// computed in X14 with the round keys at rk, alongside the hash).
+// Folds into *acc one stream of blocks: pre (npre bytes, 0 to 16, as one
+// zero-padded block), mid (nmid bytes, a multiple of 16), post (npost bytes,
+// 0 to 15, one zero-padded block) and, with tag set, the length block
+// (aadBits, ctBits); so ESP's AAD, ciphertext and lengths take one call
+// and, up to 32 blocks, one reduction. Partial blocks are loaded under a
+// byte mask, straight from the caller's memory. With tag set, it then
+// writes the GCM tag: the hash, byte-reversed, XOR E_K(J0) (J0 = the
+// 12-byte nonce and counter 1, computed in X14 with the round keys at rk,
+// alongside the hash).
 //
 // Chunks of up to hashBlocks (32) blocks: block i of a k-block chunk is
 // multiplied by H^(k-i) (the accumulator added to the chunk's first block),
@@ -236,10 +259,11 @@ done:
 // VPCLMULQDQ costs about the same per instruction at every width on the
 // CPUs this runs on, so the widest registers do the most per multiply.
 // AX table, DX accumulator, R10/R11 pre, SI/BX mid, R12/R13 post, R14 bytes
-// left in all, CX bytes left in the chunk, DI mid bytes in the chunk, R8
-// table entry of the current block. X0 accumulator (upper bits zero), Z9
-// byte reversal mask, X13 the reduction constant.
-TEXT ·ghashSeg(SB), NOSPLIT, $0-96
+// left in all (16 per partial or length block), CX bytes left in the
+// chunk, DI mid bytes in the chunk, R8 table entry of the current block,
+// R9 scratch. X0 accumulator (upper bits zero), Z9 byte reversal mask, X13
+// the reduction constant.
+TEXT ·ghashSeg(SB), NOSPLIT, $0-112
 	MOVQ tab+0(FP), AX
 	MOVQ acc+8(FP), DX
 	MOVQ pre+16(FP), R10
@@ -248,9 +272,22 @@ TEXT ·ghashSeg(SB), NOSPLIT, $0-96
 	MOVQ nmid+40(FP), BX
 	MOVQ post+48(FP), R12
 	MOVQ npost+56(FP), R13
-	MOVQ R11, R14
-	ADDQ BX, R14
-	ADDQ R13, R14
+	MOVQ BX, R14
+	TESTQ R11, R11
+	JZ    noPre
+	ADDQ  $16, R14
+
+noPre:
+	TESTQ R13, R13
+	JZ    noPost
+	ADDQ  $16, R14
+
+noPost:
+	CMPQ tag+104(FP), $0
+	JE   noLens
+	ADDQ $16, R14
+
+noLens:
 
 	VMOVDQU   (DX), X0
 	VMOVDQU64 bswapMask<>(SB), Z9
@@ -258,11 +295,11 @@ TEXT ·ghashSeg(SB), NOSPLIT, $0-96
 
 	// The tag mask E_K(J0): an independent chain the CPU runs in the
 	// shadow of the multiplications.
-	MOVQ  tag+88(FP), R9
+	MOVQ  tag+104(FP), R9
 	TESTQ R9, R9
 	JZ    chunk
-	MOVQ    rk+64(FP), R9
-	MOVQ    nonce+80(FP), DI
+	MOVQ    rk+80(FP), R9
+	MOVQ    nonce+96(FP), DI
 	VMOVQ   (DI), X14
 	VPINSRD $2, 8(DI), X14, X14
 	MOVL    $0x01000000, DI
@@ -277,11 +314,11 @@ TEXT ·ghashSeg(SB), NOSPLIT, $0-96
 	VAESENC 224(R9), X14, X14
 	VAESENC 256(R9), X14, X14
 	VAESENC 288(R9), X14, X14
-	CMPQ    nr+72(FP), $10
+	CMPQ    nr+88(FP), $10
 	JE      mask10
 	VAESENC 320(R9), X14, X14
 	VAESENC 352(R9), X14, X14
-	CMPQ    nr+72(FP), $12
+	CMPQ    nr+88(FP), $12
 	JE      mask12
 	VAESENC 384(R9), X14, X14
 	VAESENC 416(R9), X14, X14
@@ -312,7 +349,8 @@ sized:
 	VPXORQ Z3, Z3, Z3
 	TESTQ  R11, R11
 	JZ     midStart
-	SINGLE(R10)
+	LOADPARTIAL(R10, R11)
+	SINGLEX4
 	XORQ   R11, R11
 	SUBQ   $16, CX
 
@@ -375,12 +413,27 @@ single:
 	ADDQ  $16, SI
 
 post:
+	// What is left of the chunk: the partial block, if not taken yet,
+	// then the length block.
 	TESTQ CX, CX
 	JZ    reduce
-	SINGLE(R12)
-	ADDQ  $16, R12
 	SUBQ  $16, CX
+	TESTQ R13, R13
+	JZ    lens
+	LOADPARTIAL(R12, R13)
+	SINGLEX4
+	XORQ  R13, R13
 	JMP   post
+
+lens:
+	MOVQ    aadBits+64(FP), R9
+	BSWAPQ  R9
+	VMOVQ   R9, X4
+	MOVQ    ctBits+72(FP), R9
+	BSWAPQ  R9
+	VPINSRQ $1, R9, X4, X4
+	SINGLEX4
+	JMP     post
 
 reduce:
 	// Fold 512 -> 256 -> 128 bits, add in the middle term, then two
@@ -412,7 +465,7 @@ reduce:
 
 ghashDone:
 	VMOVDQU X0, (DX)
-	MOVQ    tag+88(FP), R9
+	MOVQ    tag+104(FP), R9
 	TESTQ   R9, R9
 	JZ      noTag
 	VPSHUFB X9, X0, X0
