@@ -87,3 +87,14 @@ func reportCPU(b *testing.B) func() {
 		}
 	}
 }
+
+// BenchmarkNew is the key setup: the key schedule and the hash key powers.
+func BenchmarkNew(b *testing.B) {
+	key := make([]byte, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := New(key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package aesgcm
 import (
 	"crypto/cipher"
 	"crypto/subtle"
+	"encoding/binary"
 
 	"golang.org/x/sys/cpu"
 )
@@ -59,9 +60,25 @@ func newVector(key []byte) cipher.AEAD {
 	var h [16]byte
 	var zero [12]byte
 	ctrXor(&g.rk, g.nr, &zero[0], 0, &h[0], &h[0], 16) // H = E_K(0^128): zero nonce and counter, zero input
-	hashPowers(h[:], &g.tab)
+	g.hashPowers(&h)
 	clear(h[:])
 	return g
+}
+
+// hashPowers fills g.tab with H^hashBlocks·x ... H^1·x for the hash key
+// h: H^1·x in Go, then each next power with the assembly (one block, the
+// previous power, hashed with H: P·H), so that setup takes microseconds.
+func (g *gcmVector) hashPowers(h *[16]byte) {
+	putElem(g.tab[hashBlocks-1][:], mulX(loadElem(h[:])))
+	p := *h
+	for n := 2; n <= hashBlocks; n++ {
+		var acc [16]byte
+		ghashSeg(&g.tab, &acc, nil, 0, &p[0], 16, nil, 0, 0, 0, nil, 0, nil, nil)
+		e := elem{lo: binary.LittleEndian.Uint64(acc[:8]), hi: binary.LittleEndian.Uint64(acc[8:])}
+		putElem(g.tab[hashBlocks-n][:], mulX(e))
+		p = blockOf(e)
+	}
+	clear(p[:])
 }
 
 // NonceSize returns 12.

@@ -35,7 +35,7 @@ DATA polyC2<>+0x08(SB)/8, $0xc200000000000000
 GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 
 // Bytes GHASH aggregates per reduction: hashBlocks (gcm_amd64.go) blocks.
-#define CHUNK 512
+#define CHUNK 1024
 
 #define AESROUND8(K) \
 	VAESENC K, Y0, Y0 \
