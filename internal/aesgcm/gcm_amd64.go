@@ -41,7 +41,7 @@ func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
 	rk  [15][32]byte         // round keys, each twice (both 128-bit lanes)
-	tab [hashBlocks][16]byte // H^32·x ... H^1·x
+	tab [hashBlocks][16]byte // H^64·x ... H^1·x
 	nr  int
 }
 

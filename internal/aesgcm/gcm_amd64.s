@@ -34,7 +34,7 @@ DATA polyC2<>+0x00(SB)/8, $0xc200000000000000
 DATA polyC2<>+0x08(SB)/8, $0xc200000000000000
 GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 
-// Bytes GHASH aggregates per reduction: hashBlocks (gcm_amd64.go) blocks.
+// Bytes GHASH aggregates per reduction: hashBlocks (field.go) blocks.
 #define CHUNK 1024
 
 #define AESROUND8(K) \
@@ -246,18 +246,18 @@ GLOBL partialMasks<>(SB), RODATA|NOPTR, $34
 // zero-padded block), mid (nmid bytes, a multiple of 16), post (npost bytes,
 // 0 to 15, one zero-padded block) and, with tag set, the length block
 // (aadBits, ctBits); so ESP's AAD, ciphertext and lengths take one call
-// and, up to 32 blocks, one reduction. Partial blocks are loaded under a
+// and, up to 64 blocks, one reduction. Partial blocks are loaded under a
 // byte mask, straight from the caller's memory. With tag set, it then
 // writes the GCM tag: the hash, byte-reversed, XOR E_K(J0) (J0 = the
 // 12-byte nonce and counter 1, computed in X14 with the round keys at rk,
 // alongside the hash).
 //
-// Chunks of up to hashBlocks (32) blocks: block i of a k-block chunk is
+// Chunks of up to hashBlocks (64) blocks: block i of a k-block chunk is
 // multiplied by H^(k-i) (the accumulator added to the chunk's first block),
 // four blocks per ZMM register (then two per YMM, one per XMM), the 256-bit
 // products summed (LO Z1, MID Z2, HI Z3) and reduced once per chunk.
-// VPCLMULQDQ costs about the same per instruction at every width on the
-// CPUs this runs on, so the widest registers do the most per multiply.
+// VPCLMULQDQ cost about the same per instruction at every width on the AMD
+// EPYC (Zen 4 class) it was measured on: the widest registers do the most.
 // AX table, DX accumulator, R10/R11 pre, SI/BX mid, R12/R13 post, R14 bytes
 // left in all (16 per partial or length block), CX bytes left in the
 // chunk, DI mid bytes in the chunk, R8 table entry of the current block,
