@@ -309,6 +309,95 @@ func TestReaderKernel(t *testing.T) {
 	}
 	got = collect(t, r, bufs[:4], sizes[:4], off, remote, 11)
 	checkSegments(t, false, false, got, 1000, false, payload)
+
+	// ReadSuper hands the super-packet over whole. Not taken, the next
+	// Read cuts it; taken (Done), the next read reads anew.
+	if _, _, err = sock.WriteMsgUDPAddrPort(payload, oob, remote); err != nil {
+		t.Fatal(err)
+	}
+	sp := readSuper(t, r, bufs, sizes, off, remote)
+	if sp.Segments() != 11 {
+		t.Fatalf("super-packet of %d segments, want 11", sp.Segments())
+	}
+	got = collect(t, r, bufs, sizes, off, remote, 11)
+	checkSegments(t, false, false, got, 1000, false, payload)
+	if _, _, err = sock.WriteMsgUDPAddrPort(payload, oob, remote); err != nil {
+		t.Fatal(err)
+	}
+	sp = readSuper(t, r, bufs, sizes, off, remote)
+	got = got[:0]
+	for i := range sp.Segments() {
+		p := make([]byte, sp.SegmentLen(i)+3)
+		got = append(got, p[:sp.WriteSegment(i, p)])
+	}
+	sp.Done()
+	checkSegments(t, false, false, got, 1000, false, payload)
+	if _, err := sock.WriteToUDPAddrPort([]byte("after the super-packet"), remote); err != nil {
+		t.Fatal(err)
+	}
+	got = collect(t, r, bufs, sizes, off, remote, 1)
+	if string(got[0][28:]) != "after the super-packet" {
+		t.Fatalf("read %q after the super-packet was taken", got[0])
+	}
+}
+
+// readSuper reads with ReadSuper until a super-packet to dst comes (other
+// packets are skipped) and returns it.
+func readSuper(t *testing.T, r *Reader, bufs [][]byte, sizes []int, off int, dst netip.AddrPort) *Super {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, sp, err := r.ReadSuper(bufs, sizes, off, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp != nil {
+			if n != 0 {
+				t.Fatalf("ReadSuper: a super-packet and %d packets", n)
+			}
+			if d, _, ok := parseUDP(sp.Packet()); ok && d == dst {
+				return sp
+			}
+			sp.Done()
+		}
+	}
+	t.Fatal("no super-packet read")
+	return nil
+}
+
+// A super-packet parsed with ParseSuper gives, segment by segment, the
+// packets splitSuper cuts.
+func TestParseSuper(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, tcp := range []bool{false, true} {
+			h, p, _ := superPacket(v6, tcp, 5000, 1300, tcp)
+			raw := make([]byte, vnetHdrLen, vnetHdrLen+len(p))
+			raw[0], raw[1] = h.flags, h.gsoType
+			binary.NativeEndian.PutUint16(raw[2:], h.hdrLen)
+			binary.NativeEndian.PutUint16(raw[4:], h.gsoSize)
+			binary.NativeEndian.PutUint16(raw[6:], h.csumStart)
+			binary.NativeEndian.PutUint16(raw[8:], h.csumOffset)
+			raw = append(raw, p...)
+			var sp Super
+			if err := ParseSuper(raw, &sp); err != nil {
+				t.Fatal(err)
+			}
+			bufs, sizes := makeBufs(8, 1500)
+			n, _, err := splitSuper(p, &h, bufs, sizes, 0, 0)
+			if err != nil || n != sp.Segments() || n != 4 {
+				t.Fatalf("v6 %v tcp %v: %d segments cut, %d parsed, err %v", v6, tcp, n, sp.Segments(), err)
+			}
+			for i := range n {
+				seg := make([]byte, sp.SegmentLen(i))
+				if k := sp.WriteSegment(i, seg); k != len(seg) || !bytes.Equal(seg, bufs[i][:sizes[i]]) {
+					t.Fatalf("v6 %v tcp %v: segment %d differs from the cut one", v6, tcp, i)
+				}
+			}
+			if err := ParseSuper(raw[:vnetHdrLen+10], &sp); err == nil {
+				t.Fatalf("v6 %v tcp %v: a truncated super-packet parsed", v6, tcp)
+			}
+		}
+	}
 }
 
 // collect reads until want UDP packets to dst arrived (others are

@@ -17,6 +17,7 @@ import (
 	"github.com/goipsec/goipsec/internal/udp"
 	"github.com/goipsec/goipsec/sad"
 	"github.com/goipsec/goipsec/spd"
+	"github.com/goipsec/goipsec/tun"
 )
 
 // Buffer layout: every packet buffer has Headroom bytes before the packet
@@ -264,6 +265,76 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 	e.Stats.TunPackets.Add(uint64(len(sizes)))
 	e.Stats.TunBytes.Add(bytes)
 	return out, arena
+}
+
+// encryptSuper seals the segments of a TCP or UDP super-packet read from
+// the cleartext side straight into arena (appended after len(arena)), in
+// tunnel mode: each segment's packet is written where its ESP payload goes
+// and sealed in place there, so that no buffer holds it in between, and
+// the super-packet takes one SPD and one SAD lookup (its segments share
+// their flow). Every segment is counted as EncryptTo counts a packet. It
+// returns the extended out and arena, and false, leaving everything
+// untouched, when it cannot take the super-packet whole: a segment longer
+// than room, out or arena without room for every segment, a flow that
+// does not parse, no PROTECT policy, no outbound SA, transport mode. The
+// caller then has the super-packet cut and gives its packets to EncryptTo,
+// which counts, drops or seals them one by one as usual.
+func (e *Engine) encryptSuper(sp *tun.Super, out []Datagram, arena []byte, room int) ([]Datagram, []byte, bool) {
+	n := sp.Segments()
+	longest := sp.SegmentLen(0)
+	if n == 0 || longest > room || cap(out)-len(out) < n || arena == nil {
+		return out, arena, false
+	}
+	var f packet.Flow
+	if packet.ParseFlow(sp.Packet(), &f) != nil {
+		return out, arena, false
+	}
+	d := e.spd.Snapshot().Lookup(spd.Outbound, &f)
+	if d.Action != spd.Protect {
+		return out, arena, false
+	}
+	sa := e.sad.Outbound(sad.ChildID(d.Ref))
+	if sa == nil || sa.Mode() != sad.Tunnel {
+		return out, arena, false
+	}
+	engine := sa.ESP()
+	if engine == nil {
+		return out, arena, false
+	}
+	// Each segment's packet goes Headroom() after where its ESP packet
+	// starts, for the ESP header (and GMAC's scratch); the ESP packet ends
+	// at most TrailerLen() after the segment, and the last needs
+	// ScratchLen beyond it.
+	head := engine.Headroom()
+	a := len(arena)
+	if a+n*(head+longest+engine.TrailerLen())+esp.ScratchLen > cap(arena) {
+		return out, arena, false
+	}
+	full := arena[:cap(arena)]
+	peer := sa.Peer()
+	var bytes uint64
+	for i := range n {
+		off := a + head
+		size := sp.WriteSegment(i, full[off:])
+		bytes += uint64(size)
+		if !sa.Count(size) {
+			e.Stats.NoSA.Add(1)
+			continue
+		}
+		start, end, err := engine.EncapTunnel(full, off, off+size)
+		if err != nil {
+			e.Stats.SealErrors.Add(1)
+			if errors.Is(err, esp.ErrSeqOverflow) {
+				e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+			}
+			continue
+		}
+		out = append(out, Datagram{Buf: full, Off: start, End: end, Addr: peer})
+		a = end
+	}
+	e.Stats.TunPackets.Add(uint64(n))
+	e.Stats.TunBytes.Add(bytes)
+	return out, arena[:a], true
 }
 
 // Decrypt runs the inbound half on a batch of received datagrams (each Buf
