@@ -37,6 +37,8 @@ import (
 // packets of its segment size, each with its IP header, its TCP sequence
 // number or UDP length, and its checksums (which the kernel left to us:
 // VIRTIO_NET_HDR_F_NEEDS_CSUM) fixed, as wireguard-go's Read does.
+// ReadSuper hands such a super-packet over whole instead, for a caller
+// that writes its segments straight where they go (Super).
 //
 // The device's own Read must not be used alongside a Reader.
 type Reader struct {

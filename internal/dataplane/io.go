@@ -44,10 +44,13 @@ const KeepaliveInterval = 20 * time.Second
 // batches, so that each system call moves many packets and each batch
 // stays on one core:
 //
-//	outbound: TUN read (TCP super-packets arrive cut into MTU packets),
-//	          more reads while the TUN has packets queued, seal
-//	          (EncryptTo: tunnel-mode ESP packets back to back in one
-//	          buffer), one UDP send for the batch: runs of equal-size
+//	outbound: TUN read, more reads while the TUN has packets queued,
+//	          seal (EncryptTo: tunnel-mode ESP packets back to back in one
+//	          buffer; a TCP/UDP super-packet from a kernel TUN with
+//	          offloads is cut segment by segment straight into that
+//	          buffer and each segment sealed in place there,
+//	          encryptSuper, else it is cut into MTU packets first), one
+//	          UDP send for the batch: runs of equal-size
 //	          datagrams to one peer go out as UDP GSO sends, each one
 //	          iovec when its datagrams are adjacent in memory
 //	inbound:  UDP receive (the kernel coalesces with UDP GRO), split,

@@ -337,3 +337,28 @@ func BenchmarkSuperToArena(b *testing.B) {
 		}
 	})
 }
+
+// Sealing a super-packet into the arena allocates nothing.
+func TestEncryptSuperZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	la, ra := netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2")
+	a, _ := peers(t, sad.Tunnel, la, ra)
+	raw, _ := superRead(t, la, ra, true, 40000, 1328, false)
+	var sp tun.Super
+	if err := tun.ParseSuper(raw, &sp); err != nil {
+		t.Fatal(err)
+	}
+	tb := newTxBatch(64, 1400)
+	allocs := testing.AllocsPerRun(50, func() {
+		var ok bool
+		tb.ds, tb.arena, ok = a.encryptSuper(&sp, tb.ds[:0], tb.arena[:0], tb.room)
+		if !ok || len(tb.ds) != sp.Segments() {
+			t.Fatalf("taken %v, %d datagrams", ok, len(tb.ds))
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per super-packet", allocs)
+	}
+}
