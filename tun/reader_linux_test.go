@@ -222,6 +222,20 @@ func FuzzSplitSuper(f *testing.F) {
 				}
 			}
 		}
+		// ParseSuper takes the same input: its segments are those cut.
+		var sp Super
+		perr := ParseSuper(b, &sp)
+		if perr != nil && err == nil {
+			t.Fatalf("ParseSuper: %v, but splitSuper cut it", perr)
+		}
+		if err == nil {
+			seg := make([]byte, 1500)
+			for i := range min(n, sp.Segments()) {
+				if l := sp.SegmentLen(i); l != sizes[i] || sp.WriteSegment(i, seg) != l || !bytes.Equal(seg[:l], bufs[i][16:16+l]) {
+					t.Fatalf("segment %d: written differs from cut", i)
+				}
+			}
+		}
 		_ = finishChecksum(b[vnetHdrLen:], int(h.csumStart), int(h.csumOffset))
 	})
 }
