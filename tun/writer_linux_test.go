@@ -126,27 +126,30 @@ func TestCoalesceStops(t *testing.T) {
 		binary.BigEndian.PutUint16(th[16:], ^packet.Checksum(th, uint32(sum)))
 	}
 	for _, tc := range []struct {
-		name string
-		edit func(run [][]byte)
-		want int
+		name   string
+		edit   func(run [][]byte)
+		want   int
+		authed int // what an authenticated writer coalesces; 0: want
 	}{
-		{"all", func([][]byte) {}, 8},
+		{"all", func([][]byte) {}, 8, 0},
 		{"gap in sequence", func(r [][]byte) {
 			binary.BigEndian.PutUint32(r[3][16+24:], binary.BigEndian.Uint32(r[3][16+24:])+1)
 			fix(r[3])
-		}, 3},
-		{"other ACK", func(r [][]byte) { r[2][16+28]++; fix(r[2]) }, 2},
-		{"PSH ends the run", func(r [][]byte) { r[4][16+20+13] |= tcpFlagPSH; fix(r[4]) }, 5},
-		{"FIN", func(r [][]byte) { r[4][16+20+13] |= tcpFlagFIN; fix(r[4]) }, 4},
-		{"bad checksum", func(r [][]byte) { r[5][len(r[5])-1] ^= 1 }, 5},
-		{"bad head checksum", func(r [][]byte) { r[0][len(r[0])-1] ^= 1 }, 1},
-		{"other port", func(r [][]byte) { r[6][16+21]++; fix(r[6]) }, 6},
+		}, 3, 0},
+		{"other ACK", func(r [][]byte) { r[2][16+28]++; fix(r[2]) }, 2, 0},
+		{"PSH ends the run", func(r [][]byte) { r[4][16+20+13] |= tcpFlagPSH; fix(r[4]) }, 5, 0},
+		{"FIN", func(r [][]byte) { r[4][16+20+13] |= tcpFlagFIN; fix(r[4]) }, 4, 0},
+		// Checksums are verified unless the packets were authenticated
+		// (SetAuthenticated): then they are taken as they are.
+		{"bad checksum", func(r [][]byte) { r[5][len(r[5])-1] ^= 1 }, 5, 8},
+		{"bad head checksum", func(r [][]byte) { r[0][len(r[0])-1] ^= 1 }, 1, 8},
+		{"other port", func(r [][]byte) { r[6][16+21]++; fix(r[6]) }, 6, 0},
 		{"other TTL", func(r [][]byte) {
 			r[1][16+8]--
 			r[1][16+10], r[1][16+11] = 0, 0
 			binary.BigEndian.PutUint16(r[1][16+10:], ^packet.Checksum(r[1][16:16+20], 0))
-		}, 1},
-		{"other options", func(r [][]byte) { r[7][16+20+31]++; fix(r[7]) }, 7},
+		}, 1, 0},
+		{"other options", func(r [][]byte) { r[7][16+20+31]++; fix(r[7]) }, 7, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run := fresh()
@@ -154,6 +157,17 @@ func TestCoalesceStops(t *testing.T) {
 			var h vnetHdr
 			if k := w.coalesce(run, 16, &h); k != tc.want {
 				t.Fatalf("coalesced %d, want %d", k, tc.want)
+			}
+			want := tc.want
+			if tc.authed != 0 {
+				want = tc.authed
+			}
+			run = fresh()
+			tc.edit(run)
+			aw := &Writer{hdrLen: vnetHdrLen, uso: true}
+			aw.SetAuthenticated(true)
+			if k := aw.coalesce(run, 16, &h); k != want {
+				t.Fatalf("authenticated: coalesced %d, want %d", k, want)
 			}
 		})
 	}

@@ -13,3 +13,6 @@ func NewWriter(dev Device) *Writer { return nil }
 func (w *Writer) Write(bufs [][]byte, offset int) (int, error) {
 	return 0, ErrNotSupported
 }
+
+// SetAuthenticated does nothing: there is no Writer here.
+func (w *Writer) SetAuthenticated(on bool) {}

@@ -383,6 +383,10 @@ func (e *Engine) inbound(dev wgtun.Device, conn Conn, gro bool) error {
 	}
 	b := newRxBatch(n, nmsgs)
 	out := &tunWriter{dev: dev, w: tun.NewWriter(dev)}
+	if out.w != nil {
+		// Every packet written was opened from ESP: its ICV vouched for it.
+		out.w.SetAuthenticated(true)
+	}
 	msgs := make([]udp.Message, nmsgs)
 	for i := range msgs {
 		msgs[i].Buf = make([]byte, BufferSize)
