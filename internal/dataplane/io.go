@@ -118,7 +118,7 @@ type txBatch struct {
 	sizes []int
 	used  int
 	ds    []Datagram
-	arena []byte // tunnel-mode ESP packets, back to back (Engine.EncryptTo)
+	arena []byte // tunnel-mode ESP packets, back to back (EncryptTo, encryptSuper)
 	room  int    // the most packet bytes a buffer takes
 }
 
