@@ -134,7 +134,7 @@ func NewReader(dev Device) *Reader {
 	if cerr != nil || flags&unix.IFF_TUN == 0 || flags&unix.IFF_NO_PI == 0 || (hdr != 0 && hdr != vnetHdrLen) {
 		return nil
 	}
-	r := &Reader{rc: rc, hdrLen: hdr, big: make([]byte, vnetHdrLen+maxSuperPacket)}
+	r := &Reader{rc: rc, hdrLen: hdr, big: make([]byte, vnetHdrLen+maxSuperPacket, vnetHdrLen+maxSuperPacket+SuperTail)}
 	r.fn = r.readRaw
 	return r
 }
@@ -287,7 +287,19 @@ type superPkt struct {
 	n       int    // segments
 	seq     uint32 // TCP: the first segment's sequence number
 	pseudo  uint32 // pseudo-header sum without the length
+	// The headers as read, kept apart when they fit (hdrLen <=
+	// len(tmpl)): Super.SegmentInPlace writes over the packet's own.
+	tmpl [maxTemplate]byte
 }
+
+// maxTemplate is the longest IP and transport header chain a Super can
+// make segments of in place.
+const maxTemplate = 192
+
+// SuperTail is the room a Super's buffer needs after the super-packet for
+// SegmentInPlace: what a caller may write after a segment's packet (and
+// put back), such as an ESP trailer.
+const SuperTail = 32
 
 // parse checks the super-packet pkt with virtio-net header h and fills s.
 func (s *superPkt) parse(pkt []byte, h *vnetHdr) error {
@@ -350,6 +362,7 @@ func (s *superPkt) parse(pkt []byte, h *vnetHdr) error {
 		src, dst = pkt[12:16], pkt[16:20]
 	}
 	*s = superPkt{pkt: pkt, data: pkt[hdrLen:], v6: v6, tcp: tcp, ipLen: ipLen, hdrLen: hdrLen, csumOff: csumOff, seg: int(h.gsoSize)}
+	copy(s.tmpl[:], pkt[:hdrLen])
 	s.n = max((len(s.data)+s.seg-1)/s.seg, 1) // 1: headers only
 	if tcp {
 		s.seq = binary.BigEndian.Uint32(pkt[ipLen+4:])
@@ -375,8 +388,24 @@ func (s *superPkt) write(i int, out []byte) int {
 	d := s.payload(i)
 	total := s.hdrLen + len(d)
 	out = out[:total]
-	copy(out, s.pkt[:s.hdrLen])
+	copy(out, s.headers())
 	copy(out[s.hdrLen:], d)
+	s.fix(i, out)
+	return total
+}
+
+// headers returns the headers as read.
+func (s *superPkt) headers() []byte {
+	if s.hdrLen <= len(s.tmpl) {
+		return s.tmpl[:s.hdrLen]
+	}
+	return s.pkt[:s.hdrLen]
+}
+
+// fix makes out, segment i's packet with the headers as read, right:
+// lengths, IPv4 ID, TCP sequence number and flags, checksums.
+func (s *superPkt) fix(i int, out []byte) {
+	total := len(out)
 	if s.v6 {
 		binary.BigEndian.PutUint16(out[4:], uint16(total-ipv6HeaderLength))
 	} else {
@@ -401,7 +430,6 @@ func (s *superPkt) write(i int, out []byte) int {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(th[s.csumOff:], c)
-	return total
 }
 
 // splitSuper cuts a TCP or UDP super-packet into packets of h.gsoSize
@@ -468,6 +496,33 @@ func (s *Super) SegmentLen(i int) int { return s.s.size(i) }
 // at the start of dst, which must hold SegmentLen(i) bytes, and returns
 // its length.
 func (s *Super) WriteSegment(i int, dst []byte) int { return s.s.write(i, dst) }
+
+// InPlace reports whether SegmentInPlace can be used: the headers are
+// short enough to be kept apart, and the buffer has SuperTail bytes of
+// room after the super-packet.
+func (s *Super) InPlace() bool {
+	return s.s.hdrLen <= len(s.s.tmpl) && cap(s.s.pkt)-len(s.s.pkt) >= SuperTail
+}
+
+// SegmentInPlace is WriteSegment into the super-packet's own buffer,
+// where segment i's payload already lies: its headers are written just
+// before the payload, over the end of the segments before it, and the
+// packet is returned, with at least SuperTail bytes of capacity after it
+// that the caller may write if it puts them back (they are the next
+// segment's payload). So segments must be taken in order, each used up
+// before the next is made; and once one was, the super-packet cannot be
+// cut any more: the caller must take it whole (Done). nil if not InPlace.
+func (s *Super) SegmentInPlace(i int) []byte {
+	if !s.InPlace() {
+		return nil
+	}
+	p := &s.s
+	start := min(i*p.seg, len(p.data))
+	out := p.pkt[start : start+p.size(i) : cap(p.pkt)]
+	copy(out, p.headers())
+	p.fix(i, out)
+	return out
+}
 
 // Done tells the Reader that the caller took every segment: its next call
 // reads anew instead of cutting this super-packet.

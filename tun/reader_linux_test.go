@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -440,4 +441,63 @@ func collect(t *testing.T, r *Reader, bufs [][]byte, sizes []int, off int, dst n
 		}
 	}
 	return out
+}
+
+// SegmentInPlace, taken in order, makes in the super-packet's own buffer
+// the packets splitSuper cuts, each with SuperTail bytes of room after it
+// that the caller may use (and put back); without that room it declines.
+func TestSegmentInPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v6, tcp bool
+		n, seg  int
+		fin     bool
+	}{
+		{"tcp4", false, true, 10000, 1348, true},
+		{"tcp6 64k", true, true, 65000, 1328, false},
+		{"udp4", false, false, 7000, 1200, false},
+		{"udp6 small segments", true, false, 64 * 50, 50, false},
+		{"tcp4 headers only", false, true, 0, 1348, true},
+		{"tcp4 segments shorter than headers", false, true, 4000, 40, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, p, _ := superPacket(tc.v6, tc.tcp, tc.n, tc.seg, tc.fin)
+			raw := make([]byte, vnetHdrLen, vnetHdrLen+len(p)+SuperTail)
+			raw[0], raw[1] = h.flags, h.gsoType
+			binary.NativeEndian.PutUint16(raw[2:], h.hdrLen)
+			binary.NativeEndian.PutUint16(raw[4:], h.gsoSize)
+			binary.NativeEndian.PutUint16(raw[6:], h.csumStart)
+			binary.NativeEndian.PutUint16(raw[8:], h.csumOffset)
+			raw = append(raw, p...)
+			var tight Super
+			if err := ParseSuper(slices.Clip(raw), &tight); err != nil || tight.InPlace() || tight.SegmentInPlace(0) != nil {
+				t.Fatalf("without room after it: err %v, in place %v", err, tight.InPlace())
+			}
+			bufs, sizes := makeBufs(2000, 1500)
+			n, _, err := splitSuper(bytes.Clone(p), &h, bufs, sizes, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sp Super
+			if err := ParseSuper(raw, &sp); err != nil || !sp.InPlace() || sp.Segments() != n {
+				t.Fatalf("err %v, in place %v, %d segments, cut %d", err, sp.InPlace(), sp.Segments(), n)
+			}
+			for i := range n {
+				seg := sp.SegmentInPlace(i)
+				if !bytes.Equal(seg, bufs[i][:sizes[i]]) {
+					t.Fatalf("segment %d differs from the cut one", i)
+				}
+				if cap(seg)-len(seg) < SuperTail {
+					t.Fatalf("segment %d: %d bytes of room after it", i, cap(seg)-len(seg))
+				}
+				// Scribble after it and put it back, as a sealer does.
+				after := seg[len(seg) : len(seg)+SuperTail]
+				saved := bytes.Clone(after)
+				for j := range after {
+					after[j] = 0xee
+				}
+				copy(after, saved)
+			}
+		})
+	}
 }

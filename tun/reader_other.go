@@ -36,3 +36,12 @@ func (s *Super) WriteSegment(i int, dst []byte) int { return 0 }
 
 // Done does nothing.
 func (s *Super) Done() {}
+
+// SuperTail is the room SegmentInPlace needs after a super-packet.
+const SuperTail = 32
+
+// InPlace reports false.
+func (s *Super) InPlace() bool { return false }
+
+// SegmentInPlace returns nil.
+func (s *Super) SegmentInPlace(i int) []byte { return nil }

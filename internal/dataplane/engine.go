@@ -269,10 +269,15 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 
 // encryptSuper seals the segments of a TCP or UDP super-packet read from
 // the cleartext side straight into arena (appended after len(arena)), in
-// tunnel mode: each segment's packet is written where its ESP payload goes
-// and sealed in place there, so that no buffer holds it in between, and
-// the super-packet takes one SPD and one SAD lookup (its segments share
-// their flow). Every segment is counted as EncryptTo counts a packet. It
+// tunnel mode, and the super-packet takes one SPD and one SAD lookup (its
+// segments share their flow). With AES-GCM or ChaCha20-Poly1305 each
+// segment's packet is made in the super-packet's own buffer (headers over
+// the end of the segment before) and sealed from there into the arena
+// (esp.SA.EncapTunnelFrom): its payload is read by the checksum and the
+// cipher, and written once, encrypted. With the other ciphers, or without
+// room after the super-packet, each segment's packet is written where its
+// ESP payload goes and sealed in place there. No buffer holds a segment in
+// between either way. Every segment is counted as EncryptTo counts a packet. It
 // returns the extended out and arena, and false, leaving everything
 // untouched, when it cannot take the super-packet whole: a segment longer
 // than room, out or arena without room for every segment, a flow that
@@ -312,16 +317,33 @@ func (e *Engine) encryptSuper(sp *tun.Super, out []Datagram, arena []byte, room 
 	}
 	full := arena[:cap(arena)]
 	peer := sa.Peer()
+	// With a cipher that encrypts from one buffer into another, each
+	// segment is made where its payload lies in the super-packet and
+	// sealed from there: its payload is never copied.
+	from := engine.SealsFrom() && sp.InPlace()
 	var bytes uint64
 	for i := range n {
-		off := a + head
-		size := sp.WriteSegment(i, full[off:])
+		var seg []byte
+		var size, start, end int
+		var err error
+		if from {
+			seg = sp.SegmentInPlace(i)
+			size = len(seg)
+		} else {
+			size = sp.WriteSegment(i, full[a+head:])
+		}
 		bytes += uint64(size)
 		if !sa.Count(size) {
 			e.Stats.NoSA.Add(1)
 			continue
 		}
-		start, end, err := engine.EncapTunnel(full, off, off+size)
+		if from {
+			start = a
+			end, err = engine.EncapTunnelFrom(full[a:], seg, 0, size)
+			end += a
+		} else {
+			start, end, err = engine.EncapTunnel(full, a+head, a+head+size)
+		}
 		if err != nil {
 			e.Stats.SealErrors.Add(1)
 			if errors.Is(err, esp.ErrSeqOverflow) {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/goipsec/goipsec/internal/packet"
@@ -74,7 +75,8 @@ func superRead(t testing.TB, src, dst netip.Addr, tcp bool, n, seg int, fin bool
 	binary.NativeEndian.PutUint16(h[4:], uint16(seg))
 	binary.NativeEndian.PutUint16(h[6:], uint16(ipLen))
 	binary.NativeEndian.PutUint16(h[8:], uint16(csumOff))
-	return append(h, p...), payload
+	// Room after it, as a Reader's buffer has (tun.Super.InPlace).
+	return append(append(make([]byte, 0, len(h)+len(p)+tun.SuperTail), h...), p...), payload
 }
 
 // checkInner verifies packets delivered from a super-packet: valid
@@ -118,11 +120,19 @@ func checkInner(t *testing.T, pkts [][]byte, tcp, fin bool, payload []byte) {
 	}
 }
 
-// A super-packet sealed straight into the arena opens, at the peer, to the
-// very packets that cutting it into buffers and EncryptTo give; each
-// segment is one ESP packet, adjacent in the arena, with consecutive
-// sequence numbers, counted by the SA and the engine.
+// A super-packet sealed straight into the arena, its segments made in its
+// own buffer and sealed from there (in place) or written into the arena
+// and sealed there, opens, at the peer, to the very packets that cutting
+// it into buffers and EncryptTo give; each segment is one ESP packet,
+// adjacent in the arena, with consecutive sequence numbers, counted by the
+// SA and the engine.
 func TestEncryptSuper(t *testing.T) {
+	for _, inPlace := range []bool{true, false} {
+		t.Run(fmt.Sprintf("in place %v", inPlace), func(t *testing.T) { testEncryptSuper(t, inPlace) })
+	}
+}
+
+func testEncryptSuper(t *testing.T, inPlace bool) {
 	for _, tc := range []struct {
 		name   string
 		la, ra string
@@ -141,9 +151,15 @@ func TestEncryptSuper(t *testing.T) {
 			la, ra := netip.MustParseAddr(tc.la), netip.MustParseAddr(tc.ra)
 			a, b := peers(t, sad.Tunnel, la, ra)
 			raw, payload := superRead(t, la, ra, tc.tcp, tc.n, tc.seg, tc.fin)
+			if !inPlace {
+				raw = slices.Clip(raw)
+			}
 			var sp tun.Super
 			if err := tun.ParseSuper(raw, &sp); err != nil {
 				t.Fatal(err)
+			}
+			if sp.InPlace() != inPlace {
+				t.Fatalf("InPlace %v", sp.InPlace())
 			}
 			n := sp.Segments()
 
@@ -298,8 +314,10 @@ func TestEncryptSuperDeclines(t *testing.T) {
 }
 
 // BenchmarkSuperToArena takes a 64 KB TCP super-packet to 48 ESP packets
-// in the arena: cut into buffers and sealed from there (the usual way),
-// or written and sealed in place in the arena. Neither allocates.
+// in the arena: cut into buffers and sealed from there (cut, the way
+// without encryptSuper), written and sealed in place in the arena (arena),
+// or made in the super-packet's buffer and sealed from there (inplace).
+// None allocates.
 func BenchmarkSuperToArena(b *testing.B) {
 	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
 	a, _ := peers(b, sad.Tunnel, la, ra)
@@ -326,6 +344,26 @@ func BenchmarkSuperToArena(b *testing.B) {
 		}
 	})
 	b.Run("arena", func(b *testing.B) {
+		var sp tun.Super
+		if err := tun.ParseSuper(slices.Clip(raw), &sp); err != nil || sp.InPlace() {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(len(raw) - 10))
+		b.ReportAllocs()
+		for b.Loop() {
+			var ok bool
+			ds, arena, ok = a.encryptSuper(&sp, ds[:0], arena[:0], room)
+			if !ok || len(ds) != n {
+				b.Fatal(ok, len(ds))
+			}
+		}
+	})
+	// Last: it writes over the super-packet (the segments' payload
+	// changes, their headers and the work stay the same).
+	b.Run("inplace", func(b *testing.B) {
+		if !sp.InPlace() {
+			b.Fatal("not in place")
+		}
 		b.SetBytes(int64(len(raw) - 10))
 		b.ReportAllocs()
 		for b.Loop() {
