@@ -340,6 +340,9 @@ func TestReaderKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp = readSuper(t, r, bufs, sizes, off, remote)
+	if !sp.InPlace() {
+		t.Error("a Reader's super-packet cannot be cut in place")
+	}
 	got = got[:0]
 	for i := range sp.Segments() {
 		p := make([]byte, sp.SegmentLen(i)+3)
