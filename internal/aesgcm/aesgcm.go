@@ -1,6 +1,8 @@
 // Package aesgcm is AES-GCM for the ESP hot path (aes*gcm16, RFC 4106, and
-// AES-GMAC, RFC 4543): on amd64 with VAES and VPCLMULQDQ it runs its own
-// 256-bit vector assembly, elsewhere it is the standard library's GCM.
+// AES-GMAC, RFC 4543): on amd64 CPUs with VAES, VPCLMULQDQ and AVX-512 it
+// runs its own vector assembly (AES on YMM, GHASH on ZMM registers);
+// elsewhere, and with the purego build tag, it is the standard library's
+// GCM, so behaviour is the same everywhere.
 package aesgcm
 
 import (
