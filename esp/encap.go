@@ -104,6 +104,69 @@ func (sa *SA) EncapTunnelTo(dst, src []byte, off, end int) (int, error) {
 	return total, nil
 }
 
+// SealsFrom reports whether EncapTunnelFrom works for the SA: true for the
+// combined-mode ciphers that encrypt (AES-GCM, ChaCha20-Poly1305).
+func (sa *SA) SealsFrom() bool { return sa.aead != nil && sa.enc.Kind != xform.KindGMAC }
+
+// maxFromTrailer is the most padding and trailer EncapTunnelFrom writes
+// after the packet (block alignment 16 at most, then pad length and next
+// header).
+const maxFromTrailer = 15 + 2
+
+// EncapTunnelFrom is EncapTunnelTo for a source that must stay as it is
+// around the packet src[off:end], such as the next packet of a
+// super-packet: the padding and trailer the cipher reads after the packet
+// are written to src[end:] and the bytes there put back afterwards (so
+// cap(src) must leave TrailerLen()-ICV bytes, at most 17, after end), and
+// the scratch space is taken in dst after the ESP packet (dst must hold
+// Overhead(end-off)+end-off+ScratchLen bytes). It returns the ESP
+// packet's length, or ErrNotSupported unless SealsFrom.
+func (sa *SA) EncapTunnelFrom(dst, src []byte, off, end int) (int, error) {
+	if !sa.SealsFrom() {
+		return 0, fmt.Errorf("esp: %s does not seal from another buffer: %w", sa.enc.Name, ErrNotSupported)
+	}
+	if off < 0 || end < off || end > cap(src) {
+		return 0, ErrNoRoom
+	}
+	src = src[:cap(src)]
+	nh, err := innerProto(src[off:end])
+	if err != nil {
+		return 0, err
+	}
+	pad := sa.padLen(end - off)
+	ctEnd := end + pad + 2
+	total := sa.hdrLen + ctEnd - off + sa.icvLen
+	if ctEnd > len(src) || pad+2 > maxFromTrailer || total+ScratchLen > len(dst) {
+		return 0, ErrNoRoom
+	}
+	seq, err := sa.nextSeq(1)
+	if err != nil {
+		return 0, err
+	}
+	var saved [maxFromTrailer]byte
+	trailer := src[end:ctEnd]
+	copy(saved[:], trailer)
+	for i := range pad {
+		trailer[i] = byte(i + 1)
+	}
+	trailer[pad] = byte(pad)
+	trailer[pad+1] = nh
+	hdr := dst[:sa.hdrLen]
+	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
+	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
+	iv := hdr[HeaderLen:]
+	binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
+	scratch := dst[total : total+ScratchLen]
+	nonce := scratch[:12]
+	copy(nonce, sa.salt[:])
+	copy(nonce[4:], iv)
+	aad := sa.aad(hdr, scratch[12:24], seq)
+	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:total], nonce, src[off:ctEnd], aad)
+	clear(scratch)
+	copy(trailer, saved[:pad+2])
+	return total, nil
+}
+
 func innerProto(pkt []byte) (uint8, error) {
 	if len(pkt) == 0 {
 		return 0, fmt.Errorf("esp: empty inner packet: %w", ErrBadInner)

@@ -246,3 +246,78 @@ func TestEncapTunnelTo(t *testing.T) {
 		}
 	}
 }
+
+// TestEncapTunnelFrom: sealing from a packet in the middle of other data
+// gives the ESP packet EncapTunnelTo gives with the same sequence number,
+// opens, and leaves every byte of the source as it was; the ciphers that
+// cannot, and buffers too small, are refused without touching anything.
+func TestEncapTunnelFrom(t *testing.T) {
+	for _, s := range suites {
+		for _, esn := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/esn=%v", s, esn), func(t *testing.T) {
+				out, twin := newPair(t, s, esn, 0)
+				pkt := mkUDP4(t, make([]byte, 100), false)
+				if !out.SealsFrom() {
+					src := append(slices.Clone(pkt), make([]byte, 64)...)
+					if _, err := out.EncapTunnelFrom(make([]byte, 2048), src, 0, len(pkt)); !errors.Is(err, ErrNotSupported) {
+						t.Fatalf("%v, want ErrNotSupported", err)
+					}
+					if out.LastSeq() != 0 {
+						t.Fatal("a sequence number was taken")
+					}
+					return
+				}
+				for _, n := range []int{0, 1, 2, 3, 13, 64, 1400} {
+					pkt := mkUDP4(t, bytes.Repeat([]byte{byte(n)}, n), false)
+					// The reference: EncapTunnelTo on the twin.
+					ref := make([]byte, len(pkt), len(pkt)+out.TrailerLen()+ScratchLen)
+					copy(ref, pkt)
+					want := make([]byte, out.Overhead(len(pkt))+len(pkt))
+					if _, err := twin.EncapTunnelTo(want, ref, 0, len(pkt)); err != nil {
+						t.Fatal(err)
+					}
+					// The packet between other bytes, with just the room
+					// for its trailer after it.
+					const before = 5
+					src := make([]byte, before+len(pkt)+out.padLen(len(pkt))+2)
+					for i := range src {
+						src[i] = byte(0xa0 + i)
+					}
+					copy(src[before:], pkt)
+					orig := slices.Clone(src)
+					dst := make([]byte, len(want)+ScratchLen)
+					got, err := out.EncapTunnelFrom(dst, src, before, before+len(pkt))
+					if err != nil {
+						t.Fatalf("%d bytes: %v", n, err)
+					}
+					if !bytes.Equal(dst[:got], want) {
+						t.Errorf("%d bytes: differs from EncapTunnelTo's", n)
+					}
+					if !bytes.Equal(src, orig) {
+						t.Errorf("%d bytes: the source changed", n)
+					}
+					if !bytes.Equal(dst[got:], make([]byte, ScratchLen)) {
+						t.Errorf("%d bytes: scratch left behind", n)
+					}
+					ob, o2, oe := bufWith(dst[:got])
+					s2, e2, err := twin.DecapTunnel(ob, o2, oe)
+					if err != nil || !bytes.Equal(ob[s2:e2], pkt) {
+						t.Errorf("%d bytes: open: %v", n, err)
+					}
+				}
+				seq := out.LastSeq()
+				src := append(slices.Clone(pkt), make([]byte, out.padLen(len(pkt))+2)...)
+				need := out.Overhead(len(pkt)) + len(pkt) + ScratchLen
+				if _, err := out.EncapTunnelFrom(make([]byte, need-1), src, 0, len(pkt)); !errors.Is(err, ErrNoRoom) {
+					t.Errorf("dst one byte short: %v", err)
+				}
+				if _, err := out.EncapTunnelFrom(make([]byte, need), src[:len(pkt)+1:len(pkt)+1], 0, len(pkt)); !errors.Is(err, ErrNoRoom) {
+					t.Errorf("source without room for the trailer: %v", err)
+				}
+				if out.LastSeq() != seq {
+					t.Error("a refused packet took a sequence number")
+				}
+			})
+		}
+	}
+}

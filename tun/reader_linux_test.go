@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 	"unsafe"
@@ -222,6 +223,20 @@ func FuzzSplitSuper(f *testing.F) {
 				}
 			}
 		}
+		// ParseSuper takes the same input: its segments are those cut.
+		var sp Super
+		perr := ParseSuper(b, &sp)
+		if perr != nil && err == nil {
+			t.Fatalf("ParseSuper: %v, but splitSuper cut it", perr)
+		}
+		if err == nil {
+			seg := make([]byte, 1500)
+			for i := range min(n, sp.Segments()) {
+				if l := sp.SegmentLen(i); l != sizes[i] || sp.WriteSegment(i, seg) != l || !bytes.Equal(seg[:l], bufs[i][16:16+l]) {
+					t.Fatalf("segment %d: written differs from cut", i)
+				}
+			}
+		}
 		_ = finishChecksum(b[vnetHdrLen:], int(h.csumStart), int(h.csumOffset))
 	})
 }
@@ -309,6 +324,98 @@ func TestReaderKernel(t *testing.T) {
 	}
 	got = collect(t, r, bufs[:4], sizes[:4], off, remote, 11)
 	checkSegments(t, false, false, got, 1000, false, payload)
+
+	// ReadSuper hands the super-packet over whole. Not taken, the next
+	// Read cuts it; taken (Done), the next read reads anew.
+	if _, _, err = sock.WriteMsgUDPAddrPort(payload, oob, remote); err != nil {
+		t.Fatal(err)
+	}
+	sp := readSuper(t, r, bufs, sizes, off, remote)
+	if sp.Segments() != 11 {
+		t.Fatalf("super-packet of %d segments, want 11", sp.Segments())
+	}
+	got = collect(t, r, bufs, sizes, off, remote, 11)
+	checkSegments(t, false, false, got, 1000, false, payload)
+	if _, _, err = sock.WriteMsgUDPAddrPort(payload, oob, remote); err != nil {
+		t.Fatal(err)
+	}
+	sp = readSuper(t, r, bufs, sizes, off, remote)
+	if !sp.InPlace() {
+		t.Error("a Reader's super-packet cannot be cut in place")
+	}
+	got = got[:0]
+	for i := range sp.Segments() {
+		p := make([]byte, sp.SegmentLen(i)+3)
+		got = append(got, p[:sp.WriteSegment(i, p)])
+	}
+	sp.Done()
+	checkSegments(t, false, false, got, 1000, false, payload)
+	if _, err := sock.WriteToUDPAddrPort([]byte("after the super-packet"), remote); err != nil {
+		t.Fatal(err)
+	}
+	got = collect(t, r, bufs, sizes, off, remote, 1)
+	if string(got[0][28:]) != "after the super-packet" {
+		t.Fatalf("read %q after the super-packet was taken", got[0])
+	}
+}
+
+// readSuper reads with ReadSuper until a super-packet to dst comes (other
+// packets are skipped) and returns it.
+func readSuper(t *testing.T, r *Reader, bufs [][]byte, sizes []int, off int, dst netip.AddrPort) *Super {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, sp, err := r.ReadSuper(bufs, sizes, off, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp != nil {
+			if n != 0 {
+				t.Fatalf("ReadSuper: a super-packet and %d packets", n)
+			}
+			if d, _, ok := parseUDP(sp.Packet()); ok && d == dst {
+				return sp
+			}
+			sp.Done()
+		}
+	}
+	t.Fatal("no super-packet read")
+	return nil
+}
+
+// A super-packet parsed with ParseSuper gives, segment by segment, the
+// packets splitSuper cuts.
+func TestParseSuper(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		for _, tcp := range []bool{false, true} {
+			h, p, _ := superPacket(v6, tcp, 5000, 1300, tcp)
+			raw := make([]byte, vnetHdrLen, vnetHdrLen+len(p))
+			raw[0], raw[1] = h.flags, h.gsoType
+			binary.NativeEndian.PutUint16(raw[2:], h.hdrLen)
+			binary.NativeEndian.PutUint16(raw[4:], h.gsoSize)
+			binary.NativeEndian.PutUint16(raw[6:], h.csumStart)
+			binary.NativeEndian.PutUint16(raw[8:], h.csumOffset)
+			raw = append(raw, p...)
+			var sp Super
+			if err := ParseSuper(raw, &sp); err != nil {
+				t.Fatal(err)
+			}
+			bufs, sizes := makeBufs(8, 1500)
+			n, _, err := splitSuper(p, &h, bufs, sizes, 0, 0)
+			if err != nil || n != sp.Segments() || n != 4 {
+				t.Fatalf("v6 %v tcp %v: %d segments cut, %d parsed, err %v", v6, tcp, n, sp.Segments(), err)
+			}
+			for i := range n {
+				seg := make([]byte, sp.SegmentLen(i))
+				if k := sp.WriteSegment(i, seg); k != len(seg) || !bytes.Equal(seg, bufs[i][:sizes[i]]) {
+					t.Fatalf("v6 %v tcp %v: segment %d differs from the cut one", v6, tcp, i)
+				}
+			}
+			if err := ParseSuper(raw[:vnetHdrLen+10], &sp); err == nil {
+				t.Fatalf("v6 %v tcp %v: a truncated super-packet parsed", v6, tcp)
+			}
+		}
+	}
 }
 
 // collect reads until want UDP packets to dst arrived (others are
@@ -337,4 +444,63 @@ func collect(t *testing.T, r *Reader, bufs [][]byte, sizes []int, off int, dst n
 		}
 	}
 	return out
+}
+
+// SegmentInPlace, taken in order, makes in the super-packet's own buffer
+// the packets splitSuper cuts, each with SuperTail bytes of room after it
+// that the caller may use (and put back); without that room it declines.
+func TestSegmentInPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v6, tcp bool
+		n, seg  int
+		fin     bool
+	}{
+		{"tcp4", false, true, 10000, 1348, true},
+		{"tcp6 64k", true, true, 65000, 1328, false},
+		{"udp4", false, false, 7000, 1200, false},
+		{"udp6 small segments", true, false, 64 * 50, 50, false},
+		{"tcp4 headers only", false, true, 0, 1348, true},
+		{"tcp4 segments shorter than headers", false, true, 4000, 40, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, p, _ := superPacket(tc.v6, tc.tcp, tc.n, tc.seg, tc.fin)
+			raw := make([]byte, vnetHdrLen, vnetHdrLen+len(p)+SuperTail)
+			raw[0], raw[1] = h.flags, h.gsoType
+			binary.NativeEndian.PutUint16(raw[2:], h.hdrLen)
+			binary.NativeEndian.PutUint16(raw[4:], h.gsoSize)
+			binary.NativeEndian.PutUint16(raw[6:], h.csumStart)
+			binary.NativeEndian.PutUint16(raw[8:], h.csumOffset)
+			raw = append(raw, p...)
+			var tight Super
+			if err := ParseSuper(slices.Clip(raw), &tight); err != nil || tight.InPlace() || tight.SegmentInPlace(0) != nil {
+				t.Fatalf("without room after it: err %v, in place %v", err, tight.InPlace())
+			}
+			bufs, sizes := makeBufs(2000, 1500)
+			n, _, err := splitSuper(bytes.Clone(p), &h, bufs, sizes, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sp Super
+			if err := ParseSuper(raw, &sp); err != nil || !sp.InPlace() || sp.Segments() != n {
+				t.Fatalf("err %v, in place %v, %d segments, cut %d", err, sp.InPlace(), sp.Segments(), n)
+			}
+			for i := range n {
+				seg := sp.SegmentInPlace(i)
+				if !bytes.Equal(seg, bufs[i][:sizes[i]]) {
+					t.Fatalf("segment %d differs from the cut one", i)
+				}
+				if cap(seg)-len(seg) < SuperTail {
+					t.Fatalf("segment %d: %d bytes of room after it", i, cap(seg)-len(seg))
+				}
+				// Scribble after it and put it back, as a sealer does.
+				after := seg[len(seg) : len(seg)+SuperTail]
+				saved := bytes.Clone(after)
+				for j := range after {
+					after[j] = 0xee
+				}
+				copy(after, saved)
+			}
+		})
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/goipsec/goipsec/internal/udp"
 	"github.com/goipsec/goipsec/sad"
 	"github.com/goipsec/goipsec/spd"
+	"github.com/goipsec/goipsec/tun"
 )
 
 // Buffer layout: every packet buffer has Headroom bytes before the packet
@@ -265,6 +266,98 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 	e.Stats.TunPackets.Add(uint64(len(sizes)))
 	e.Stats.TunBytes.Add(bytes)
 	return out, arena
+}
+
+// encryptSuper seals the segments of a TCP or UDP super-packet read from
+// the cleartext side straight into arena (appended after len(arena)), in
+// tunnel mode, and the super-packet takes one SPD and one SAD lookup (its
+// segments share their flow). With AES-GCM or ChaCha20-Poly1305 each
+// segment's packet is made in the super-packet's own buffer (headers over
+// the end of the segment before) and sealed from there into the arena
+// (esp.SA.EncapTunnelFrom): its payload is read by the checksum and the
+// cipher, and written once, encrypted. With the other ciphers, or without
+// room after the super-packet, each segment's packet is written where its
+// ESP payload goes and sealed in place there. No buffer holds a segment in
+// between either way. Every segment is counted as EncryptTo counts a packet. It
+// returns the extended out and arena, and false, leaving everything
+// untouched, when it cannot take the super-packet whole: a segment longer
+// than room, out or arena without room for every segment, a flow that
+// does not parse, no PROTECT policy, no outbound SA, transport mode. The
+// caller then has the super-packet cut and gives its packets to EncryptTo,
+// which counts, drops or seals them one by one as usual.
+func (e *Engine) encryptSuper(sp *tun.Super, out []Datagram, arena []byte, room int) ([]Datagram, []byte, bool) {
+	n := sp.Segments()
+	longest := sp.SegmentLen(0)
+	if n == 0 || longest > room || cap(out)-len(out) < n || arena == nil {
+		return out, arena, false
+	}
+	var f packet.Flow
+	if packet.ParseFlow(sp.Packet(), &f) != nil {
+		return out, arena, false
+	}
+	d := e.spd.Snapshot().Lookup(spd.Outbound, &f)
+	if d.Action != spd.Protect {
+		return out, arena, false
+	}
+	sa := e.sad.Outbound(sad.ChildID(d.Ref))
+	if sa == nil || sa.Mode() != sad.Tunnel {
+		return out, arena, false
+	}
+	engine := sa.ESP()
+	if engine == nil {
+		return out, arena, false
+	}
+	// Each segment's packet goes Headroom() after where its ESP packet
+	// starts, for the ESP header (and GMAC's scratch); the ESP packet ends
+	// at most TrailerLen() after the segment, and the last needs
+	// ScratchLen beyond it.
+	head := engine.Headroom()
+	a := len(arena)
+	if a+n*(head+longest+engine.TrailerLen())+esp.ScratchLen > cap(arena) {
+		return out, arena, false
+	}
+	full := arena[:cap(arena)]
+	peer := sa.Peer()
+	// With a cipher that encrypts from one buffer into another, each
+	// segment is made where its payload lies in the super-packet and
+	// sealed from there: its payload is never copied.
+	from := engine.SealsFrom() && sp.InPlace()
+	var bytes uint64
+	for i := range n {
+		var seg []byte
+		var size, start, end int
+		var err error
+		if from {
+			seg = sp.SegmentInPlace(i)
+			size = len(seg)
+		} else {
+			size = sp.WriteSegment(i, full[a+head:])
+		}
+		bytes += uint64(size)
+		if !sa.Count(size) {
+			e.Stats.NoSA.Add(1)
+			continue
+		}
+		if from {
+			start = a
+			end, err = engine.EncapTunnelFrom(full[a:], seg, 0, size)
+			end += a
+		} else {
+			start, end, err = engine.EncapTunnel(full, a+head, a+head+size)
+		}
+		if err != nil {
+			e.Stats.SealErrors.Add(1)
+			if errors.Is(err, esp.ErrSeqOverflow) {
+				e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+			}
+			continue
+		}
+		out = append(out, Datagram{Buf: full, Off: start, End: end, Addr: peer})
+		a = end
+	}
+	e.Stats.TunPackets.Add(uint64(n))
+	e.Stats.TunBytes.Add(bytes)
+	return out, arena[:a], true
 }
 
 // Decrypt runs the inbound half on a batch of received datagrams (each Buf

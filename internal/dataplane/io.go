@@ -44,10 +44,13 @@ const KeepaliveInterval = 20 * time.Second
 // batches, so that each system call moves many packets and each batch
 // stays on one core:
 //
-//	outbound: TUN read (TCP super-packets arrive cut into MTU packets),
-//	          more reads while the TUN has packets queued, seal
-//	          (EncryptTo: tunnel-mode ESP packets back to back in one
-//	          buffer), one UDP send for the batch: runs of equal-size
+//	outbound: TUN read, more reads while the TUN has packets queued,
+//	          seal (EncryptTo: tunnel-mode ESP packets back to back in one
+//	          buffer; a TCP/UDP super-packet from a kernel TUN with
+//	          offloads is cut segment by segment straight into that
+//	          buffer and each segment sealed in place there,
+//	          encryptSuper, else it is cut into MTU packets first), one
+//	          UDP send for the batch: runs of equal-size
 //	          datagrams to one peer go out as UDP GSO sends, each one
 //	          iovec when its datagrams are adjacent in memory
 //	inbound:  UDP receive (the kernel coalesces with UDP GRO), split,
@@ -115,7 +118,7 @@ type txBatch struct {
 	sizes []int
 	used  int
 	ds    []Datagram
-	arena []byte // tunnel-mode ESP packets, back to back (Engine.EncryptTo)
+	arena []byte // tunnel-mode ESP packets, back to back (EncryptTo, encryptSuper)
 	room  int    // the most packet bytes a buffer takes
 }
 
@@ -142,6 +145,12 @@ func (b *txBatch) alloc(room int) {
 	b.arena = make([]byte, 0, len(b.bufs)*(room+Tailroom))
 }
 
+// roomFor reports whether the batch has room for a read of n more packets:
+// buffers, datagrams and arena.
+func (b *txBatch) roomFor(n int) bool {
+	return len(b.bufs)-b.used >= n && cap(b.ds)-len(b.ds) >= n && cap(b.arena)-len(b.arena) >= n*(b.room+Tailroom)
+}
+
 // reset empties the batch for the next reads.
 func (b *txBatch) reset() {
 	b.used, b.ds, b.arena = 0, b.ds[:0], b.arena[:0]
@@ -161,9 +170,22 @@ func (e *Engine) outbound(dev wgtun.Device, conn Conn) error {
 	for {
 		var cnt int
 		var err error
+		took := false          // a super-packet went straight into the arena
 		wait := len(b.ds) == 0 // nothing to send: wait for packets
+		// No more packets in one read than datagrams fit.
+		lim := b.used + min(len(b.bufs)-b.used, cap(b.ds)-len(b.ds))
 		if rd != nil {
-			cnt, err = rd.Read(b.bufs[b.used:], b.sizes[b.used:], Headroom, wait)
+			var sp *tun.Super
+			cnt, sp, err = rd.ReadSuper(b.bufs[b.used:lim], b.sizes[b.used:lim], Headroom, wait)
+			if sp != nil {
+				b.ds, b.arena, took = e.encryptSuper(sp, b.ds, b.arena, b.room)
+				if took {
+					sp.Done()
+				} else {
+					// Cut as usual, into the buffers.
+					cnt, err = rd.Read(b.bufs[b.used:lim], b.sizes[b.used:lim], Headroom, false)
+				}
+			}
 		} else if wait {
 			cnt, err = dev.Read(b.bufs[b.used:], b.sizes[b.used:], Headroom)
 		}
@@ -193,11 +215,13 @@ func (e *Engine) outbound(dev wgtun.Device, conn Conn) error {
 		if cnt > 0 {
 			b.ds, b.arena = e.EncryptTo(b.bufs[b.used:b.used+cnt], b.sizes[b.used:b.used+cnt], Headroom, b.ds, b.arena)
 			b.used += cnt
+		}
+		if cnt > 0 || took {
 			if len(b.ds) == 0 {
 				b.reset() // nothing to send: reuse the buffers
 				continue
 			}
-			if rd != nil && len(b.bufs)-b.used >= per {
+			if rd != nil && b.roomFor(per) {
 				continue // read on while packets are queued
 			}
 		}

@@ -12,40 +12,60 @@ import (
 // 0xffff. initial lets sums be chained, for example from PseudoHeaderSum;
 // every part but the last must then have an even length.
 func Checksum(b []byte, initial uint32) uint16 {
-	// A one's complement sum can be accumulated in 64-bit words with
-	// end-around carry: 2^64 = 1 mod 0xffff, so folding gives the same
-	// result as summing 16-bit words.
-	sum := uint64(initial)
-	var c uint64
+	// The sum is taken over 32-bit words as they lie in memory
+	// (little-endian here), each added to one of four 64-bit accumulators
+	// that cannot overflow (2^32 words would be needed): no add-with-carry
+	// chain, whose one carry flag serializes the additions, and no byte
+	// swap. Folding gives the sum of the 16-bit words in memory order
+	// (2^16 = 1 mod 0xffff), which is the big-endian sum with its two
+	// bytes swapped (RFC 1071 section 2(B)); initial is swapped to match
+	// and the result swapped back.
+	s0 := uint64(bits.ReverseBytes16(fold32(initial)))
+	var s1, s2, s3 uint64
 	for ; len(b) >= 64; b = b[64:] {
-		w := b[:64]
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[0:8]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[8:16]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[16:24]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[24:32]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[32:40]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[40:48]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[48:56]), c)
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(w[56:64]), c)
+		w := (*[64]byte)(b)
+		s0 += uint64(binary.LittleEndian.Uint32(w[0:4]))
+		s1 += uint64(binary.LittleEndian.Uint32(w[4:8]))
+		s2 += uint64(binary.LittleEndian.Uint32(w[8:12]))
+		s3 += uint64(binary.LittleEndian.Uint32(w[12:16]))
+		s0 += uint64(binary.LittleEndian.Uint32(w[16:20]))
+		s1 += uint64(binary.LittleEndian.Uint32(w[20:24]))
+		s2 += uint64(binary.LittleEndian.Uint32(w[24:28]))
+		s3 += uint64(binary.LittleEndian.Uint32(w[28:32]))
+		s0 += uint64(binary.LittleEndian.Uint32(w[32:36]))
+		s1 += uint64(binary.LittleEndian.Uint32(w[36:40]))
+		s2 += uint64(binary.LittleEndian.Uint32(w[40:44]))
+		s3 += uint64(binary.LittleEndian.Uint32(w[44:48]))
+		s0 += uint64(binary.LittleEndian.Uint32(w[48:52]))
+		s1 += uint64(binary.LittleEndian.Uint32(w[52:56]))
+		s2 += uint64(binary.LittleEndian.Uint32(w[56:60]))
+		s3 += uint64(binary.LittleEndian.Uint32(w[60:64]))
 	}
-	for len(b) >= 8 {
-		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b[0:8]), c)
-		b = b[8:]
+	for ; len(b) >= 8; b = b[8:] {
+		w := binary.LittleEndian.Uint64(b)
+		s1 += w & 0xffffffff
+		s2 += w >> 32
 	}
 	if len(b) >= 4 {
-		sum, c = bits.Add64(sum, uint64(binary.BigEndian.Uint32(b[0:4])), c)
+		s3 += uint64(binary.LittleEndian.Uint32(b))
 		b = b[4:]
 	}
-	if len(b) >= 2 {
-		sum, c = bits.Add64(sum, uint64(binary.BigEndian.Uint16(b[0:2])), c)
-		b = b[2:]
+	// The last 0-3 bytes, padded with zeros after them (an odd last byte
+	// is the high byte of its 16-bit word, as RFC 1071 pads).
+	var t uint64
+	for i, v := range b {
+		t |= uint64(v) << (8 * i)
 	}
-	if len(b) == 1 {
-		sum, c = bits.Add64(sum, uint64(b[0])<<8, c)
-	}
-	sum, c = bits.Add64(sum, c, 0)
-	sum += c // cannot carry again: sum is 0 when c is 1
-	return fold64(sum)
+	// Each accumulator stays below 2^62 for any b under 16 GiB: their
+	// sum cannot overflow.
+	return bits.ReverseBytes16(fold64(s0 + s1 + s2 + s3 + t))
+}
+
+// fold32 folds a 32-bit one's complement sum to 16 bits.
+func fold32(s uint32) uint16 {
+	s = s>>16 + s&0xffff // <= 0x1_fffe
+	s = s>>16 + s&0xffff // <= 0xffff
+	return uint16(s)
 }
 
 // fold64 folds a 64-bit one's complement accumulator to 16 bits.
