@@ -428,3 +428,41 @@ func TestScratchLeftClean(t *testing.T) {
 		}
 	}
 }
+
+// TestMonotonicPad checks the padding check against the definition, for
+// valid padding of every length up to 20 and every single-byte corruption,
+// with and without bytes after the padding in the buffer.
+func TestMonotonicPad(t *testing.T) {
+	for n := 0; n <= 20; n++ {
+		pad := make([]byte, n, n+8)
+		for i := range pad {
+			pad[i] = byte(i + 1)
+		}
+		for _, c := range [][]byte{pad, pad[:n:n]} {
+			if !monotonicPad(c) {
+				t.Errorf("len %d cap %d: valid padding refused", len(c), cap(c))
+			}
+			for i := range c {
+				for _, bad := range []byte{0, byte(i), byte(i + 2), 0xff} {
+					if bad == byte(i+1) {
+						continue
+					}
+					old := c[i]
+					c[i] = bad
+					if monotonicPad(c) {
+						t.Errorf("len %d cap %d: byte %d = %d accepted", len(c), cap(c), i, bad)
+					}
+					c[i] = old
+				}
+			}
+		}
+		// Bytes past the padding (the trailer) must not matter.
+		full := pad[:n+8]
+		for i := n; i < n+8; i++ {
+			full[i] = 0xaa
+		}
+		if !monotonicPad(pad) {
+			t.Errorf("len %d: the bytes after the padding changed the verdict", n)
+		}
+	}
+}
