@@ -17,7 +17,7 @@
 // without clearing anything. Window sizes are rounded up to a multiple of 64
 // packets; the ring holds at least one block more than the window (and at
 // least 32 words), so every packet inside the window always has a live
-// word.
+// word: 2 KiB for the default window, 128 KiB for MaxSize.
 //
 // Check and Accept take no lock: Check is two atomic loads, Accept one
 // compare-and-swap on the packet's word, and one more on the highest
