@@ -35,8 +35,12 @@
 //     contending for its sequence counter and replay window.
 //   - Ceilings are the primitives alone, in place, on the same rings:
 //     AES-GCM and ChaCha20-Poly1305 Seal/Open with an 8-byte AAD, GMAC over
-//     the packet, AES-CBC plus HMAC, or HMAC alone, from the standard
-//     library. A pipeline row is compared with seal then open.
+//     the packet, AES-CBC plus HMAC, or HMAC alone. The AEADs are the ones
+//     ESP and AH use, from xform (AES-GCM and GMAC: internal/aesgcm), so a
+//     row's ratio compares like with like; CBC and HMAC come from the
+//     standard library. With Config.StdlibCeilings, crypto/cipher's AES-GCM
+//     is measured beside them as a reference, never a ratio's base. A
+//     pipeline row is compared with seal then open.
 //
 // The repetitions of a row and of its ceilings are interleaved (rep 1 of
 // each, rep 2 of each, ...) so that a machine shared with other work

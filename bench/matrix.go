@@ -262,6 +262,10 @@ type Config struct {
 	Warmup time.Duration
 	// ESN selects 64-bit Extended Sequence Numbers for every SA.
 	ESN bool
+	// StdlibCeilings adds, for AES-GCM and AES-GMAC transforms, crypto/cipher's
+	// GCM as a reference ceiling beside the one rows are compared with (the
+	// AEAD ESP itself uses, from xform): shown, never used for the ratios.
+	StdlibCeilings bool
 	// RingBytes is the amount of packet data in each goroutine's ring of
 	// packets; 0 means DefaultRingBytes.
 	RingBytes int
@@ -311,6 +315,7 @@ type point struct {
 	sa     Sharing
 	ceil   string // ceiling kind; for a ceiling point, op is seal or open
 	isCeil bool
+	ref    bool // a reference ceiling (crypto/cipher's GCM): reported, not a ratio's base
 }
 
 func (p point) String() string {
@@ -337,6 +342,9 @@ func (c *Config) plan() [][]point {
 				for _, dir := range []Op{OpSeal, OpOpen} {
 					if needsCeiling(rows, dir) {
 						grp = append(grp, point{op: dir, t: t, size: s, g: g, ceil: ceilingKind(t), isCeil: true})
+						if c.StdlibCeilings && isAESGCM(t) {
+							grp = append(grp, point{op: dir, t: t, size: s, g: g, ceil: ceilingKind(t) + stdlibSuffix, isCeil: true, ref: true})
+						}
 					}
 				}
 				out = append(out, append(grp, rows...))
@@ -369,6 +377,21 @@ func needsCeiling(rows []point, dir Op) bool {
 		}
 	}
 	return false
+}
+
+// stdlibSuffix marks a reference ceiling's primitive name.
+const stdlibSuffix = " (crypto/cipher)"
+
+// isAESGCM reports whether t's ceiling is AES-GCM or AES-GMAC, which xform
+// builds with internal/aesgcm.
+func isAESGCM(t Transform) bool {
+	switch {
+	case t.AH:
+		return t.integ.GMAC
+	case t.enc.Kind == xform.KindGMAC:
+		return true
+	}
+	return t.enc.Kind == xform.KindAEAD && t.enc.ID == xform.EncrAESGCM16
 }
 
 // ceilingKind names the bare primitive a transform is compared with.

@@ -33,7 +33,7 @@ func newBenchDatapathCmd() *cobra.Command {
 		transforms, sizes, goroutines, ops, sa string
 		reps                                   int
 		duration, warmup                       time.Duration
-		esn, asJSON, asCSV, quiet              bool
+		esn, asJSON, asCSV, quiet, stdlibCeil  bool
 		plot                                   string
 		ringKiB                                int
 	)
@@ -67,7 +67,7 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			usage := func(err error) error { return &exitError{code: 2, err: fmt.Errorf("bench datapath: %w", err)} }
-			cfg := bench.Config{Reps: reps, Duration: duration, Warmup: warmup, ESN: esn, RingBytes: ringKiB << 10}
+			cfg := bench.Config{Reps: reps, Duration: duration, Warmup: warmup, ESN: esn, RingBytes: ringKiB << 10, StdlibCeilings: stdlibCeil}
 			var err error
 			if cfg.Transforms, err = bench.ParseTransforms(transforms); err != nil {
 				return usage(err)
@@ -127,6 +127,7 @@ measurements with the ceilings) takes 35-55 s on 2 CPUs; --duration and
 	f.DurationVar(&warmup, "warmup", bench.DefaultWarmup, "untimed warm-up before each measurement")
 	f.IntVar(&ringKiB, "ring", bench.DefaultRingBytes>>10, "KiB of distinct packets per goroutine")
 	f.BoolVar(&esn, "esn", false, "use 64-bit Extended Sequence Numbers")
+	f.BoolVar(&stdlibCeil, "stdlib-ceilings", false, "also measure crypto/cipher's AES-GCM as a reference ceiling for AES-GCM and GMAC (shown, not used for the ratios)")
 	f.BoolVar(&asJSON, "json", false, "write JSON instead of the table")
 	f.BoolVar(&asCSV, "csv", false, "write CSV instead of the table")
 	f.StringVar(&plot, "plot", "", "also write an SVG bar chart of the throughput to `FILE.svg`")

@@ -20,6 +20,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/goipsec/goipsec/internal/aesgcm"
 )
 
 // EncID is an IKEv2 encryption transform ID (IANA "Transform Type 1").
@@ -166,6 +168,8 @@ var ErrKeyLen = errors.New("xform: wrong key length")
 
 // NewAEAD returns the AEAD and the salt for a combined-mode transform
 // (GCM, ChaCha20-Poly1305 or GMAC); key is the keying material with salt.
+// AES-GCM and GMAC come from internal/aesgcm (vector code where the CPU has
+// it, crypto/cipher otherwise).
 func NewAEAD(e *Enc, key []byte) (cipher.AEAD, [4]byte, error) {
 	var salt [4]byte
 	if e.Kind != KindAEAD && e.Kind != KindGMAC {
@@ -180,11 +184,7 @@ func NewAEAD(e *Enc, key []byte) (cipher.AEAD, [4]byte, error) {
 		a, err := chacha20poly1305.New(k)
 		return a, salt, err
 	}
-	b, err := aes.NewCipher(k)
-	if err != nil {
-		return nil, salt, err
-	}
-	a, err := cipher.NewGCM(b)
+	a, err := aesgcm.New(k)
 	return a, salt, err
 }
 
@@ -297,10 +297,6 @@ func NewGMAC(alg *Integ, key []byte) (cipher.AEAD, [4]byte, error) {
 		return nil, salt, fmt.Errorf("%w: %s wants %d bytes (key and salt), got %d", ErrKeyLen, alg.Name, alg.KeyLen, len(key))
 	}
 	copy(salt[:], key[len(key)-4:])
-	b, err := aes.NewCipher(key[:len(key)-4])
-	if err != nil {
-		return nil, salt, err
-	}
-	a, err := cipher.NewGCM(b)
+	a, err := aesgcm.New(key[:len(key)-4])
 	return a, salt, err
 }
