@@ -48,6 +48,8 @@ echo "== cross-builds"
 for t in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 freebsd/amd64; do
 	GOOS=${t%/*} GOARCH=${t#*/} go build ./... || { echo "build failed for $t"; exit 1; }
 done
+# The tests too must compile off Linux (Linux-only ones carry a build tag).
+GOOS=darwin GOARCH=arm64 go vet ./... || { echo "go vet failed for darwin/arm64"; exit 1; }
 
 echo "== fuzz smoke (seed corpora run above; a few seconds of new inputs each)"
 fuzz_secs=${FUZZ_SECONDS:-5}

@@ -158,3 +158,13 @@ func TestIKEDaemonsHybridFallback(t *testing.T) {
 		}
 	})
 }
+
+// waitSPIChange waits until d's outbound SPI is no longer old.
+func waitSPIChange(t *testing.T, d *Daemon, old uint32) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); outSPI(d) == old; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("outbound SPI %08x did not change", old)
+		}
+	}
+}

@@ -4,6 +4,8 @@
 // traffic, the wire (captured and decrypted with tshark) and fail-closed
 // behaviour. The tests need root and iproute2, iputils-ping, tshark
 // (dumpcap), nftables, conntrack and setpriv; without them they skip.
+// TestIKEStrongSwanKernelTUN also needs strongSwan (internal/interop's
+// prerequisites: it skips without, fails with GOIPSEC_REQUIRE_INTEROP=1).
 //
 // Run them with
 //
