@@ -35,6 +35,12 @@ const UDPEncapLen = 8
 // EncapTunnel protects the IP packet buf[off:end] as tunnel-mode payload and
 // returns the ESP packet's bounds; the caller prepends the outer headers.
 func (sa *SA) EncapTunnel(buf []byte, off, end int) (start, newEnd int, err error) {
+	return sa.EncapTunnelAt(buf, off, end, 0)
+}
+
+// EncapTunnelAt is EncapTunnel with sequence number seq, reserved by
+// ReserveSeq (0 takes the next one).
+func (sa *SA) EncapTunnelAt(buf []byte, off, end int, seq uint64) (start, newEnd int, err error) {
 	if off < 0 || end < off || end > cap(buf) {
 		return 0, 0, ErrNoRoom
 	}
@@ -42,7 +48,7 @@ func (sa *SA) EncapTunnel(buf []byte, off, end int) (start, newEnd int, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	return sa.Seal(buf, off, end, nh)
+	return sa.SealAt(buf, off, end, nh, seq)
 }
 
 // EncapTunnelTo is EncapTunnel writing the ESP packet to dst, from its
@@ -56,6 +62,12 @@ func (sa *SA) EncapTunnel(buf []byte, off, end int) (start, newEnd int, err erro
 // ChaCha20-Poly1305) encrypt straight from src into dst; the others seal
 // in place, which needs Headroom() before off, and copy.
 func (sa *SA) EncapTunnelTo(dst, src []byte, off, end int) (int, error) {
+	return sa.EncapTunnelToAt(dst, src, off, end, 0)
+}
+
+// EncapTunnelToAt is EncapTunnelTo with sequence number seq, reserved by
+// ReserveSeq (0 takes the next one).
+func (sa *SA) EncapTunnelToAt(dst, src []byte, off, end int, seq uint64) (int, error) {
 	if off < 0 || end < off || end > cap(src) {
 		return 0, ErrNoRoom
 	}
@@ -67,7 +79,7 @@ func (sa *SA) EncapTunnelTo(dst, src []byte, off, end int) (int, error) {
 		return 0, ErrNoRoom
 	}
 	if sa.aead == nil || sa.enc.Kind == xform.KindGMAC {
-		start, e, err := sa.Seal(src, off, end, nh)
+		start, e, err := sa.SealAt(src, off, end, nh, seq)
 		if err != nil {
 			return 0, err
 		}
@@ -80,9 +92,10 @@ func (sa *SA) EncapTunnelTo(dst, src []byte, off, end int) (int, error) {
 	if ctEnd+ScratchLen > len(src) {
 		return 0, ErrNoRoom
 	}
-	seq, err := sa.nextSeq(1)
-	if err != nil {
-		return 0, err
+	if seq == 0 {
+		if seq, err = sa.nextSeq(1); err != nil {
+			return 0, err
+		}
 	}
 	for i := 0; i < pad; i++ {
 		src[end+i] = byte(i + 1)

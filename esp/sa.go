@@ -254,11 +254,47 @@ func (sa *SA) nextSeq(n int) (uint64, error) {
 // padding, trailer and ICV after end. It returns the ESP packet's bounds.
 // off must be at least Headroom() and cap(buf) must leave Tailroom() after end.
 func (sa *SA) Seal(buf []byte, off, end int, nextHeader uint8) (start, newEnd int, err error) {
-	seq, err := sa.nextSeq(1)
-	if err != nil {
-		return 0, 0, err
+	return sa.SealAt(buf, off, end, nextHeader, 0)
+}
+
+// SealAt is Seal with sequence number seq, reserved by ReserveSeq (0 takes
+// the next one).
+func (sa *SA) SealAt(buf []byte, off, end int, nextHeader uint8, seq uint64) (start, newEnd int, err error) {
+	if seq == 0 {
+		if seq, err = sa.nextSeq(1); err != nil {
+			return 0, 0, err
+		}
 	}
 	return sa.sealSeq(buf, off, end, nextHeader, seq)
+}
+
+// ReserveSeq reserves up to n sequence numbers with one atomic operation,
+// for a run of packets sealed with SealAt, EncapTunnelAt or
+// EncapTunnelToAt, each number once, in order. It returns the first and
+// how many it got: fewer than n only when the sequence space runs out, and
+// then err is ErrSeqOverflow (with got 0 once the space is exhausted).
+func (sa *SA) ReserveSeq(n int) (first uint64, got int, err error) {
+	if sa.dead.Load() {
+		return 0, 0, sa.err(ErrDead)
+	}
+	limit := uint64(1<<32 - 1)
+	if sa.esn {
+		limit = ^uint64(0)
+	}
+	for {
+		last := sa.seq.Load()
+		room := limit - min(last, limit)
+		take := uint64(n)
+		if room < take {
+			take = room
+		}
+		if sa.seq.CompareAndSwap(last, last+take) {
+			if take < uint64(n) {
+				err = fmt.Errorf("esp: spi %#x: %w", sa.spi, ErrSeqOverflow)
+			}
+			return last + 1, int(take), err
+		}
+	}
 }
 
 func (sa *SA) sealSeq(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {

@@ -26,9 +26,10 @@ type draft struct {
 
 // newDraft starts the successor of base, empty if fresh.
 func newDraft(base *Snapshot, fresh bool) *draft {
-	s := &Snapshot{gen: base.gen + 1, def: base.def, h: base.h, sets: base.sets}
+	s := &Snapshot{gen: base.gen + 1, def: base.def, h: base.h, sets: base.sets, ported: base.ported}
 	d := &draft{gen: s.gen, s: s, fresh: fresh}
 	if fresh {
+		s.ported = [2][2]int{}
 		for dir := range s.sets {
 			for fam := range s.sets[dir] {
 				s.sets[dir][fam] = &tupleSet{gen: d.gen}
@@ -108,6 +109,13 @@ func (d *draft) apply(e *entry, add bool) {
 			continue // the policy selects nothing of this family
 		}
 		ts := d.set(p.Dir, fam)
+		if r.proto != 0 || !r.sp.IsAny() || !r.dp.IsAny() {
+			if add {
+				d.s.ported[p.Dir][fam]++
+			} else {
+				d.s.ported[p.Dir][fam]--
+			}
+		}
 		d.sp, d.dp = prefixesOf(d.sp[:0], sr, fam), prefixesOf(d.dp[:0], dr, fam)
 		sp, dp := d.sp, d.dp
 		if tooBig(sp, dp) {

@@ -88,6 +88,9 @@ type Snapshot struct {
 	n    int
 	h    hasher
 	sets [2][2]*tupleSet // [Direction][family]
+	// ported counts, by [Direction][family], the policies that name a
+	// protocol or ports: while it is 0, lookups depend on addresses only.
+	ported [2][2]int
 }
 
 // Generation counts the updates that led to s; it grows with every change.
@@ -98,6 +101,18 @@ func (s *Snapshot) Default() Action { return s.def }
 
 // Len returns the number of policies, both directions.
 func (s *Snapshot) Len() int { return s.n }
+
+// AddrOnly reports whether Lookup(dir, f) depends on f's addresses only
+// for flows of f's family (IPv4 when is4): no policy of that direction and
+// family names a protocol or ports, so flows between the same addresses
+// share one decision.
+func (s *Snapshot) AddrOnly(dir Direction, is4 bool) bool {
+	fam := famV6
+	if is4 {
+		fam = famV4
+	}
+	return dir.valid() && s.ported[dir][fam] == 0
+}
 
 // Lookup returns the decision of the first policy of direction dir, in SPD
 // order, that matches f, or the default action. A flow without valid

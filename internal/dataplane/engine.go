@@ -171,8 +171,13 @@ func (e *Engine) raiseAcquire(child sad.ChildID, f *packet.Flow) {
 // extended out.
 //
 // Consecutive packets of one flow (a TCP super-packet cut up by the TUN,
-// say) share one SPD lookup and one SAD lookup; the batch's counters are
-// added once at the end.
+// say), or of one address pair while no outbound policy names a protocol
+// or ports, share one SPD lookup and one SAD lookup. Consecutive packets
+// of one SA share one update of its lifetime counters (sad.SA.CountRun,
+// exact against the limits) and one reservation of sequence numbers, and
+// are sealed in sequence order; the batch's counters are added once at
+// the end. The SPD is read once per batch: policy changes apply from the
+// next batch on.
 func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram) []Datagram {
 	out, _ = e.EncryptTo(bufs, sizes, offset, out, nil)
 	return out
@@ -186,12 +191,21 @@ func (e *Engine) Encrypt(bufs [][]byte, sizes []int, offset int, out []Datagram)
 // seals everything in place.
 func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagram, arena []byte) ([]Datagram, []byte) {
 	snap := e.spd.Snapshot()
+	// While no outbound policy of a family names a protocol or ports, the
+	// verdict depends on the addresses only: it is reused for every packet
+	// between the same pair, and an optionless IPv4 packet between the
+	// pair of the last lookup is not even parsed.
+	addrOnly4 := snap.AddrOnly(spd.Outbound, true)
+	addrOnly6 := snap.AddrOnly(spd.Outbound, false)
 	var (
 		f, prev    packet.Flow
 		d          spd.Decision
 		sa         *sad.SA
 		haveLookup bool
+		fast4      bool   // the last verdict holds for IPv4 packets between raw4's addresses
+		raw4       uint64 // source and destination as on the wire
 		bytes      uint64
+		run        sealRun
 	)
 	for i, size := range sizes {
 		buf := bufs[i]
@@ -201,17 +215,32 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 			continue
 		}
 		pkt := buf[offset : offset+size]
-		if err := packet.ParseFlow(pkt, &f); err != nil {
-			e.Stats.BadPacket.Add(1)
-			continue
-		}
-		if !haveLookup || f != prev {
-			d = snap.Lookup(spd.Outbound, &f)
-			sa = nil
-			if d.Action == spd.Protect {
-				sa = e.sad.Outbound(sad.ChildID(d.Ref))
+		// ParseFlow could not fail on an optionless IPv4 header whose total
+		// length fits: the addresses are all the verdict needs.
+		if !(fast4 && size >= packet.IPv4MinHeaderLen && pkt[0] == 0x45 &&
+			binary.LittleEndian.Uint64(pkt[12:20]) == raw4 &&
+			int(binary.BigEndian.Uint16(pkt[2:4])) >= packet.IPv4MinHeaderLen &&
+			int(binary.BigEndian.Uint16(pkt[2:4])) <= size) {
+			if err := packet.ParseFlow(pkt, &f); err != nil {
+				e.Stats.BadPacket.Add(1)
+				continue
 			}
-			prev, haveLookup = f, true
+			same := haveLookup && (f == prev ||
+				f.Src == prev.Src && f.Dst == prev.Dst && (f.Src.Is4() && addrOnly4 || f.Src.Is6() && addrOnly6))
+			if !same {
+				d = snap.Lookup(spd.Outbound, &f)
+				sa = nil
+				if d.Action == spd.Protect {
+					sa = e.sad.Outbound(sad.ChildID(d.Ref))
+				}
+				prev, haveLookup = f, true
+				// The shortcut skips the flow an acquire needs: not for a
+				// PROTECT verdict without an SA.
+				fast4 = addrOnly4 && pkt[0] == 0x45 && (sa != nil || d.Action != spd.Protect)
+				if fast4 {
+					raw4 = binary.LittleEndian.Uint64(pkt[12:20])
+				}
+			}
 		}
 		switch d.Action {
 		case spd.Protect:
@@ -227,44 +256,94 @@ func (e *Engine) EncryptTo(bufs [][]byte, sizes []int, offset int, out []Datagra
 			e.raiseAcquire(sad.ChildID(d.Ref), &f)
 			continue
 		}
-		engine := sa.ESP()
-		if engine == nil || !sa.Count(size) {
+		if sa.ESP() == nil {
 			e.Stats.NoSA.Add(1)
 			continue
 		}
+		if run.sa != sa || run.n == len(run.idx) {
+			out, arena = e.sealRun(&run, bufs, sizes, offset, out, arena)
+			run.sa = sa
+		}
+		run.idx[run.n] = i
+		run.sizes[run.n] = size
+		run.n++
+	}
+	out, arena = e.sealRun(&run, bufs, sizes, offset, out, arena)
+	e.Stats.TunPackets.Add(uint64(len(sizes)))
+	e.Stats.TunBytes.Add(bytes)
+	return out, arena
+}
+
+// sealRun is a run of outbound packets of one SA waiting to be counted
+// against its lifetime and sealed: bufs[idx[k]] of the batch.
+type sealRun struct {
+	sa    *sad.SA
+	n     int
+	idx   [64]int
+	sizes [64]int
+}
+
+// sealRun counts the run's packets on their SA (sad.SA.CountRun, exact
+// against the lifetime limits), reserves their sequence numbers at once
+// and seals them in order, as EncryptTo does a packet.
+func (e *Engine) sealRun(r *sealRun, bufs [][]byte, sizes []int, offset int, out []Datagram, arena []byte) ([]Datagram, []byte) {
+	if r.n == 0 {
+		return out, arena
+	}
+	sa, n := r.sa, r.n
+	r.n = 0
+	ok := sa.CountRun(r.sizes[:n])
+	if ok < n {
+		e.Stats.NoSA.Add(uint64(n - ok))
+	}
+	if ok == 0 {
+		return out, arena
+	}
+	engine := sa.ESP()
+	seq, got, err := engine.ReserveSeq(ok)
+	if got < ok {
+		e.Stats.SealErrors.Add(uint64(ok - got))
+		if errors.Is(err, esp.ErrSeqOverflow) {
+			e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+		}
+	}
+	peer := sa.Peer()
+	transport := sa.Mode() == sad.Transport
+	for k := range got {
+		i := r.idx[k]
+		buf, size := bufs[i], sizes[i]
+		pkt := buf[offset : offset+size]
 		var start, end int
 		var err error
-		if sa.Mode() == sad.Transport {
+		if transport {
 			// The socket writes the outer IP header: ESP carries only the
 			// transport payload (and what follows the insertion point).
 			nhOff, ins, ierr := packet.TransportInsertion(pkt)
 			if ierr != nil {
 				e.Stats.BadPacket.Add(1)
+				seq++
 				continue
 			}
-			start, end, err = engine.Seal(buf, offset+ins, offset+size, pkt[nhOff])
+			start, end, err = engine.SealAt(buf, offset+ins, offset+size, pkt[nhOff], seq)
 		} else if a := len(arena); arena != nil && cap(arena)-a >= size+Tailroom {
-			var n int
-			n, err = engine.EncapTunnelTo(arena[a:a+size+Tailroom], buf, offset, offset+size)
+			var m int
+			m, err = engine.EncapTunnelToAt(arena[a:a+size+Tailroom], buf, offset, offset+size, seq)
 			if err == nil {
-				out = append(out, Datagram{Buf: arena[:cap(arena)], Off: a, End: a + n, Addr: sa.Peer()})
-				arena = arena[:a+n]
+				out = append(out, Datagram{Buf: arena[:cap(arena)], Off: a, End: a + m, Addr: peer})
+				arena = arena[:a+m]
+				seq++
 				continue
 			}
 		} else {
-			start, end, err = engine.EncapTunnel(buf, offset, offset+size)
+			start, end, err = engine.EncapTunnelAt(buf, offset, offset+size, seq)
 		}
+		seq++
 		if err != nil {
 			e.Stats.SealErrors.Add(1)
-			if errors.Is(err, esp.ErrSeqOverflow) {
-				e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
-			}
 			continue
 		}
-		out = append(out, Datagram{Buf: buf[:cap(buf)], Off: start, End: end, Addr: sa.Peer()})
+		out = append(out, Datagram{Buf: buf[:cap(buf)], Off: start, End: end, Addr: peer})
 	}
-	e.Stats.TunPackets.Add(uint64(len(sizes)))
-	e.Stats.TunBytes.Add(bytes)
 	return out, arena
 }
 
