@@ -238,7 +238,7 @@ func (sa *SA) nextSeq(n int) (uint64, error) {
 	if sa.esn {
 		limit = ^uint64(0)
 	}
-	if last < first || last > limit {
+	if last < uint64(n) || last > limit { // wrapped (ESN at 2^64), or past 2^32
 		// Keep the counter pinned so later calls fail too.
 		sa.seq.Store(limit)
 		return 0, fmt.Errorf("esp: spi %#x: %w", sa.spi, ErrSeqOverflow)
