@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -44,10 +45,14 @@ func (p ikePeer) yaml() string {
 	return b.String()
 }
 
-// ctl runs a goipsec control command against a daemon.
+// ctl runs a goipsec control command against a daemon. A race-enabled
+// binary sleeps a second before it exits (the race runtime's
+// atexit_sleep_ms) unless told not to: a short-lived client need not.
 func (p *proc) ctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(binary, append(args, "--socket", p.socket)...).CombinedOutput()
+	cmd := exec.Command(binary, append(args, "--socket", p.socket)...)
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -272,6 +273,9 @@ func metric(t *testing.T, ns *netns, port int, prefix string) float64 {
 // count returns how often s is in the process's output.
 func (p *proc) count(s string) int { return strings.Count(p.out.String(), s) }
 
+// countRe counts the matches of re in the output so far.
+func (p *proc) countRe(re *regexp.Regexp) int { return len(re.FindAllStringIndex(p.out.String(), -1)) }
+
 // checkSettled checks that each daemon has exactly one IKE SA and one
 // Child SA pair, the pairs mirroring each other.
 func checkSettled(t *testing.T, l *lcLink, da, db *proc) {
@@ -387,6 +391,9 @@ func blockIKE(t *testing.T, ns *netns) (unblock func()) {
 // collisions are resolved, and in the end each side has exactly one IKE SA
 // and one Child SA pair, mirroring the other's.
 func TestLifecycleRekeyCollisions(t *testing.T) {
+	// What a daemon logs (at debug) when it first sends a CREATE_CHILD_SA
+	// request, not its retransmissions.
+	rekeySent := regexp.MustCompile(`request sent\t\{[^}]*"exchange": "CREATE_CHILD_SA"`)
 	needRoot(t, "nft", "dumpcap", "tshark")
 	if testing.Short() {
 		t.Skip("skipping: runs for more than a minute")
@@ -402,6 +409,10 @@ func TestLifecycleRekeyCollisions(t *testing.T) {
 	const rounds = 15 // 15 x 3.3 s + 12 s: over 60 s of streams
 	for i := range rounds {
 		unblock := blockIKE(t, l.a)
+		// IKE passes again as soon as both daemons have sent their
+		// CREATE_CHILD_SA request (not when the control commands return,
+		// which a loaded machine can delay past the retransmissions).
+		sentA, sentB := da.countRe(rekeySent), db.countRe(rekeySent)
 		var wg sync.WaitGroup
 		for _, p := range []*proc{da, db} {
 			wg.Add(1)
@@ -412,9 +423,15 @@ func TestLifecycleRekeyCollisions(t *testing.T) {
 				}
 			}()
 		}
-		wg.Wait()
-		time.Sleep(300 * time.Millisecond)
+		for deadline := time.Now().Add(10 * time.Second); da.countRe(rekeySent) == sentA || db.countRe(rekeySent) == sentB; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("round %d: the daemons did not both send a CREATE_CHILD_SA request within 10 s", i)
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 		unblock()
+		wg.Wait()
 		time.Sleep(3 * time.Second)
 	}
 	// Replaced SAs linger for the grace period (and a fallback switch
