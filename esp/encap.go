@@ -97,24 +97,37 @@ func (sa *SA) EncapTunnelToAt(dst, src []byte, off, end int, seq uint64) (int, e
 			return 0, err
 		}
 	}
-	for i := 0; i < pad; i++ {
-		src[end+i] = byte(i + 1)
+	writeTrailer(src[end:ctEnd], pad, nh)
+	sa.sealAEADTo(dst[:total], src[off:ctEnd], src[ctEnd:ctEnd+ScratchLen], seq)
+	return total, nil
+}
+
+// writeTrailer writes ESP's padding (1, 2, 3, ...), pad length and next
+// header into t[:pad+2] (RFC 4303 section 2.4).
+func writeTrailer(t []byte, pad int, nh uint8) {
+	for i := range pad {
+		t[i] = byte(i + 1)
 	}
-	src[end+pad] = byte(pad)
-	src[end+pad+1] = nh
+	t[pad] = byte(pad)
+	t[pad+1] = nh
+}
+
+// sealAEADTo writes the ESP header for seq at the start of dst and seals
+// plain (payload and trailer) with the combined-mode cipher into the rest
+// of it: dst is exactly the ESP packet. The nonce and AAD are built in
+// scratch (ScratchLen bytes), cleared afterwards.
+func (sa *SA) sealAEADTo(dst, plain, scratch []byte, seq uint64) {
 	hdr := dst[:sa.hdrLen]
 	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
 	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
 	iv := hdr[HeaderLen:]
 	binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
-	scratch := src[ctEnd : ctEnd+ScratchLen]
 	nonce := scratch[:12]
 	copy(nonce, sa.salt[:])
 	copy(nonce[4:], iv)
 	aad := sa.aad(hdr, scratch[12:24], seq)
-	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen], nonce, src[off:ctEnd], aad)
+	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:len(dst)], nonce, plain, aad)
 	clear(scratch)
-	return total, nil
 }
 
 // SealsFrom reports whether EncapTunnelFrom works for the SA: true for the
@@ -159,23 +172,8 @@ func (sa *SA) EncapTunnelFrom(dst, src []byte, off, end int) (int, error) {
 	var saved [maxFromTrailer]byte
 	trailer := src[end:ctEnd]
 	copy(saved[:], trailer)
-	for i := range pad {
-		trailer[i] = byte(i + 1)
-	}
-	trailer[pad] = byte(pad)
-	trailer[pad+1] = nh
-	hdr := dst[:sa.hdrLen]
-	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
-	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
-	iv := hdr[HeaderLen:]
-	binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
-	scratch := dst[total : total+ScratchLen]
-	nonce := scratch[:12]
-	copy(nonce, sa.salt[:])
-	copy(nonce[4:], iv)
-	aad := sa.aad(hdr, scratch[12:24], seq)
-	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:total], nonce, src[off:ctEnd], aad)
-	clear(scratch)
+	writeTrailer(trailer, pad, nh)
+	sa.sealAEADTo(dst[:total], src[off:ctEnd], dst[total:total+ScratchLen], seq)
 	copy(trailer, saved[:pad+2])
 	return total, nil
 }

@@ -316,11 +316,7 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64, fixed
 	}
 	buf = buf[:pktEnd+ScratchLen]
 	start := off - sa.hdrLen
-	for i := 0; i < pad; i++ {
-		buf[end+i] = byte(i + 1)
-	}
-	buf[end+pad] = byte(pad)
-	buf[end+pad+1] = nextHeader
+	writeTrailer(buf[end:ctEnd], pad, nextHeader)
 	hdr := buf[start:off]
 	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
 	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
