@@ -402,7 +402,8 @@ func TestRejectNoAlloc(t *testing.T) {
 
 // TestScratchLeftClean checks that Seal and Open leave no trace (salt,
 // nonce, AAD, digests) in the scratch space after the packet, for every
-// suite with and without ESN, although they clear only what they used.
+// suite with and without ESN, although they clear only what they used, and
+// that Open puts back the bytes before the packet it borrows.
 func TestScratchLeftClean(t *testing.T) {
 	for _, s := range suites {
 		for _, esn := range []bool{false, true} {
@@ -419,11 +420,28 @@ func TestScratchLeftClean(t *testing.T) {
 			if tail := buf[end : end+ScratchLen]; !bytes.Equal(tail, make([]byte, ScratchLen)) {
 				t.Errorf("%s esn=%v: Seal left % x", s, esn, tail)
 			}
+			// Open may build its nonce in the bytes before the packet: it
+			// must put them back, whether the packet opens or not.
+			for i := range buf[:start] {
+				buf[i] = byte(0xa0 + i)
+			}
+			before := bytes.Clone(buf[:start])
+			bad := bytes.Clone(buf)
+			bad[end-1] ^= 1
+			if _, _, _, _, err := in.Open(bad, start, end); err == nil {
+				t.Fatalf("%s esn=%v: a bad ICV opened", s, esn)
+			}
+			if !bytes.Equal(bad[:start], before) {
+				t.Errorf("%s esn=%v: a failed Open changed the bytes before the packet: % x", s, esn, bad[:start])
+			}
 			if _, _, _, _, err := in.Open(buf, start, end); err != nil {
 				t.Fatalf("%s esn=%v: %v", s, esn, err)
 			}
 			if tail := buf[end : end+ScratchLen]; !bytes.Equal(tail, make([]byte, ScratchLen)) {
 				t.Errorf("%s esn=%v: Open left % x", s, esn, tail)
+			}
+			if !bytes.Equal(buf[:start], before) {
+				t.Errorf("%s esn=%v: Open changed the bytes before the packet: % x", s, esn, buf[:start])
 			}
 		}
 	}
