@@ -148,6 +148,12 @@ const maxFromTrailer = 15 + 2
 // Overhead(end-off)+end-off+ScratchLen bytes). It returns the ESP
 // packet's length, or ErrNotSupported unless SealsFrom.
 func (sa *SA) EncapTunnelFrom(dst, src []byte, off, end int) (int, error) {
+	return sa.EncapTunnelFromAt(dst, src, off, end, 0)
+}
+
+// EncapTunnelFromAt is EncapTunnelFrom with sequence number seq, reserved
+// by ReserveSeq (0 takes the next one).
+func (sa *SA) EncapTunnelFromAt(dst, src []byte, off, end int, seq uint64) (int, error) {
 	if !sa.SealsFrom() {
 		return 0, fmt.Errorf("esp: %s does not seal from another buffer: %w", sa.enc.Name, ErrNotSupported)
 	}
@@ -165,9 +171,10 @@ func (sa *SA) EncapTunnelFrom(dst, src []byte, off, end int) (int, error) {
 	if ctEnd > len(src) || pad+2 > maxFromTrailer || total+ScratchLen > len(dst) {
 		return 0, ErrNoRoom
 	}
-	seq, err := sa.nextSeq(1)
-	if err != nil {
-		return 0, err
+	if seq == 0 {
+		if seq, err = sa.nextSeq(1); err != nil {
+			return 0, err
+		}
 	}
 	var saved [maxFromTrailer]byte
 	trailer := src[end:ctEnd]

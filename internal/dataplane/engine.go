@@ -283,6 +283,29 @@ type sealRun struct {
 	sizes [64]int
 }
 
+// countAndReserve counts a run of packets of the given sizes on sa
+// (sad.SA.CountRun, exact against the lifetime limits: the packets past a
+// limit are dropped, as NoSA) and reserves sequence numbers for those
+// accepted with one atomic operation. It returns the first and how many
+// packets, from the start of the run, are to be sealed.
+func (e *Engine) countAndReserve(sa *sad.SA, engine *esp.SA, sizes []int) (seq uint64, got int) {
+	ok := sa.CountRun(sizes)
+	if ok < len(sizes) {
+		e.Stats.NoSA.Add(uint64(len(sizes) - ok))
+	}
+	if ok == 0 {
+		return 0, 0
+	}
+	seq, got, err := engine.ReserveSeq(ok)
+	if got < ok {
+		e.Stats.SealErrors.Add(uint64(ok - got))
+		if errors.Is(err, esp.ErrSeqOverflow) {
+			e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+		}
+	}
+	return seq, got
+}
+
 // sealRun counts the run's packets on their SA (sad.SA.CountRun, exact
 // against the lifetime limits), reserves their sequence numbers at once
 // and seals them in order, as EncryptTo does a packet.
@@ -292,20 +315,10 @@ func (e *Engine) sealRun(r *sealRun, bufs [][]byte, sizes []int, offset int, out
 	}
 	sa, n := r.sa, r.n
 	r.n = 0
-	ok := sa.CountRun(r.sizes[:n])
-	if ok < n {
-		e.Stats.NoSA.Add(uint64(n - ok))
-	}
-	if ok == 0 {
-		return out, arena
-	}
 	engine := sa.ESP()
-	seq, got, err := engine.ReserveSeq(ok)
-	if got < ok {
-		e.Stats.SealErrors.Add(uint64(ok - got))
-		if errors.Is(err, esp.ErrSeqOverflow) {
-			e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
-		}
+	seq, got := e.countAndReserve(sa, engine, r.sizes[:n])
+	if got == 0 {
+		return out, arena
 	}
 	peer := sa.Peer()
 	transport := sa.Mode() == sad.Transport
@@ -401,38 +414,36 @@ func (e *Engine) encryptSuper(sp *tun.Super, out []Datagram, arena []byte, room 
 	// segment is made where its payload lies in the super-packet and
 	// sealed from there: its payload is never copied.
 	from := engine.SealsFrom() && sp.InPlace()
+	// The segments are counted and given sequence numbers a run at a
+	// time, as EncryptTo does its packets.
+	var sizes [len(sealRun{}.sizes)]int
 	var bytes uint64
-	for i := range n {
-		var seg []byte
-		var size, start, end int
-		var err error
-		if from {
-			seg = sp.SegmentInPlace(i)
-			size = len(seg)
-		} else {
-			size = sp.WriteSegment(i, full[a+head:])
+	for first := 0; first < n; first += len(sizes) {
+		k := min(n-first, len(sizes))
+		for j := range k {
+			sizes[j] = sp.SegmentLen(first + j)
+			bytes += uint64(sizes[j])
 		}
-		bytes += uint64(size)
-		if !sa.Count(size) {
-			e.Stats.NoSA.Add(1)
-			continue
-		}
-		if from {
-			start = a
-			end, err = engine.EncapTunnelFrom(full[a:], seg, 0, size)
-			end += a
-		} else {
-			start, end, err = engine.EncapTunnel(full, a+head, a+head+size)
-		}
-		if err != nil {
-			e.Stats.SealErrors.Add(1)
-			if errors.Is(err, esp.ErrSeqOverflow) {
-				e.log.Warn("outbound SA exhausted its sequence numbers", zap.Uint32("spi", sa.SPI()))
+		seq, got := e.countAndReserve(sa, engine, sizes[:k])
+		for j := range got {
+			var start, end int
+			var err error
+			if from {
+				seg := sp.SegmentInPlace(first + j)
+				start = a
+				end, err = engine.EncapTunnelFromAt(full[a:], seg, 0, len(seg), seq+uint64(j))
+				end += a
+			} else {
+				size := sp.WriteSegment(first+j, full[a+head:])
+				start, end, err = engine.EncapTunnelAt(full, a+head, a+head+size, seq+uint64(j))
 			}
-			continue
+			if err != nil {
+				e.Stats.SealErrors.Add(1)
+				continue
+			}
+			out = append(out, Datagram{Buf: full, Off: start, End: end, Addr: peer})
+			a = end
 		}
-		out = append(out, Datagram{Buf: full, Off: start, End: end, Addr: peer})
-		a = end
 	}
 	e.Stats.TunPackets.Add(uint64(n))
 	e.Stats.TunBytes.Add(bytes)

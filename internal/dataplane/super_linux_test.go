@@ -10,6 +10,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/goipsec/goipsec/esp"
 	"github.com/goipsec/goipsec/internal/packet"
 	"github.com/goipsec/goipsec/sad"
 	"github.com/goipsec/goipsec/tun"
@@ -398,5 +399,54 @@ func TestEncryptSuperZeroAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per super-packet", allocs)
+	}
+}
+
+// TestEncryptSuperLimits: the segments of a super-packet are counted a run
+// at a time, exact against the SA's packet limits: with a hard limit of 5
+// and a soft one of 3, a 70-segment super-packet (two runs) gives 5 ESP
+// packets, sequence numbers 1 to 5, and 65 segments dropped as expired,
+// whether the segments are made in place or in the arena.
+func TestEncryptSuperLimits(t *testing.T) {
+	la, ra := netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.1.0.2")
+	for _, inPlace := range []bool{false, true} {
+		a, _ := peers(t, sad.Tunnel, la, ra)
+		engine, err := esp.NewSA(espCfg(0x3003, 0x03, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const limit, segs, seg = 5, 70, 100
+		out, _, err := a.sad.Replace(sad.Config{Proto: sad.ESP, Dir: sad.Outbound, Mode: sad.Tunnel, Engine: engine, Child: 1,
+			Peer: addrB, Lifetime: sad.Lifetime{Soft: sad.Limits{Packets: 3}, Hard: sad.Limits{Packets: limit}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := superRead(t, la, ra, true, segs*seg, seg, false)
+		if !inPlace {
+			raw = slices.Clip(raw)
+		}
+		var sp tun.Super
+		if err := tun.ParseSuper(raw, &sp); err != nil {
+			t.Fatal(err)
+		}
+		if sp.Segments() != segs {
+			t.Fatalf("%d segments, want %d", sp.Segments(), segs)
+		}
+		ds, _, ok := a.encryptSuper(&sp, make([]Datagram, 0, segs), make([]byte, 0, segs*(1500+Tailroom)), 1500)
+		if !ok || len(ds) != limit {
+			t.Fatalf("in place %v: taken %v, %d datagrams, want %d", inPlace, ok, len(ds), limit)
+		}
+		for i, d := range ds {
+			if seq := binary.BigEndian.Uint32(d.Payload()[4:8]); seq != uint32(i+1) {
+				t.Errorf("in place %v: datagram %d has sequence number %d", inPlace, i, seq)
+			}
+		}
+		if out.Packets() != limit || out.Drops(sad.DropExpired) != segs-limit || out.Alive() || a.Stats.NoSA.Load() != segs-limit {
+			t.Errorf("in place %v: SA %d packets, %d expired drops, alive %v; engine NoSA %d", inPlace,
+				out.Packets(), out.Drops(sad.DropExpired), out.Alive(), a.Stats.NoSA.Load())
+		}
+		if a.Stats.TunPackets.Load() != segs {
+			t.Errorf("in place %v: %d cleartext packets counted, want %d", inPlace, a.Stats.TunPackets.Load(), segs)
+		}
 	}
 }
