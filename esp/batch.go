@@ -24,7 +24,7 @@ func (sa *SA) SealBatch(pkts []Packet) {
 			continue
 		}
 		p.Seq = first + uint64(i)
-		p.Off, p.End, p.Err = sa.sealSeq(p.Buf, p.Off, p.End, p.NextHeader, p.Seq)
+		p.Off, p.End, p.Err = sa.seal(p.Buf, p.Off, p.End, p.NextHeader, p.Seq)
 	}
 }
 

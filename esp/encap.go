@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/goipsec/goipsec/internal/packet"
-	"github.com/goipsec/goipsec/internal/xform"
 )
 
 // Mode is the IPsec mode of an SA.
@@ -48,7 +47,12 @@ func (sa *SA) EncapTunnelAt(buf []byte, off, end int, seq uint64) (start, newEnd
 	if err != nil {
 		return 0, 0, err
 	}
-	return sa.SealAt(buf, off, end, nh, seq)
+	if seq == 0 {
+		if seq, err = sa.nextSeq(1); err != nil {
+			return 0, 0, err
+		}
+	}
+	return sa.seal(buf, off, end, nh, seq)
 }
 
 // EncapTunnelTo is EncapTunnel writing the ESP packet to dst, from its
@@ -78,7 +82,7 @@ func (sa *SA) EncapTunnelToAt(dst, src []byte, off, end int, seq uint64) (int, e
 	if sa.Overhead(end-off)+end-off > len(dst) {
 		return 0, ErrNoRoom
 	}
-	if sa.aead == nil || sa.enc.Kind == xform.KindGMAC {
+	if sa.aead == nil || sa.isGMAC {
 		start, e, err := sa.SealAt(src, off, end, nh, seq)
 		if err != nil {
 			return 0, err
@@ -120,19 +124,21 @@ func (sa *SA) sealAEADTo(dst, plain, scratch []byte, seq uint64) {
 	hdr := dst[:sa.hdrLen]
 	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
 	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
-	iv := hdr[HeaderLen:]
-	binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
 	nonce := scratch[:12]
-	copy(nonce, sa.salt[:])
-	copy(nonce[4:], iv)
+	sa.writeIV(hdr, nonce, seq)
+	if !sa.esn {
+		sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:len(dst)], nonce, plain, hdr[:HeaderLen])
+		clear(nonce) // only what was written: the line after is cold
+		return
+	}
 	aad := sa.aad(hdr, scratch[12:24], seq)
 	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:len(dst)], nonce, plain, aad)
-	clear(scratch)
+	clear(scratch[:24])
 }
 
 // SealsFrom reports whether EncapTunnelFrom works for the SA: true for the
 // combined-mode ciphers that encrypt (AES-GCM, ChaCha20-Poly1305).
-func (sa *SA) SealsFrom() bool { return sa.aead != nil && sa.enc.Kind != xform.KindGMAC }
+func (sa *SA) SealsFrom() bool { return sa.aead != nil && !sa.isGMAC }
 
 // maxFromTrailer is the most padding and trailer EncapTunnelFrom writes
 // after the packet (block alignment 16 at most, then pad length and next
@@ -243,7 +249,7 @@ func (sa *SA) EncapTransport(buf []byte, off, end int, udp *UDPPorts) (start, ne
 		return 0, 0, err
 	}
 	copy(buf[newOff:], buf[off:off+ins])
-	_, newEnd, err = sa.sealSeq(buf, off+ins, end, proto, seq)
+	_, newEnd, err = sa.seal(buf, off+ins, end, proto, seq)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -69,11 +69,14 @@ type SA struct {
 	icvLen int
 	align  int
 
-	aead  cipher.AEAD // combined modes
-	salt  [4]byte
-	block cipher.Block // CBC
-	ivGen cipher.Block // CBC IV generator: IV = E(ivKey, counter)
-	mac   *xform.MAC   // separate integrity
+	aead   cipher.AEAD // combined modes
+	isGMAC bool        // aead is AES-GMAC (RFC 4543): nothing encrypted
+	salt   [4]byte
+	// fixedIV, set by known-answer tests only, replaces every packet's IV.
+	fixedIV []byte
+	block   cipher.Block // CBC
+	ivGen   cipher.Block // CBC IV generator: IV = E(ivKey, counter)
+	mac     *xform.MAC   // separate integrity
 
 	dead atomic.Bool // set once, read per packet
 	errs [len(packetErrors)]Error
@@ -110,7 +113,11 @@ func NewSA(cfg *Config) (*SA, error) {
 		if cfg.Integ != nil {
 			return nil, fmt.Errorf("esp: %s is a combined-mode transform and takes no integrity algorithm", cfg.Enc.Name)
 		}
+		if cfg.Enc.IVLen != 8 {
+			return nil, fmt.Errorf("esp: %s: combined modes take 8-byte IVs, not %d", cfg.Enc.Name, cfg.Enc.IVLen)
+		}
 		sa.aead, sa.salt, err = xform.NewAEAD(cfg.Enc, cfg.EncKey)
+		sa.isGMAC = cfg.Enc.Kind == xform.KindGMAC
 		sa.icvLen = cfg.Enc.ICVLen
 	case xform.KindCBC, xform.KindNull:
 		if cfg.Integ == nil {
@@ -203,7 +210,7 @@ func (sa *SA) Window() *replay.Window { return &sa.window }
 // preroom is the headroom needed before the ESP header itself: four bytes
 // for GMAC under ESN (see gmac).
 func (sa *SA) preroom() int {
-	if sa.esn && sa.enc.Kind == xform.KindGMAC {
+	if sa.esn && sa.isGMAC {
 		return 4
 	}
 	return 0
@@ -265,7 +272,7 @@ func (sa *SA) SealAt(buf []byte, off, end int, nextHeader uint8, seq uint64) (st
 			return 0, 0, err
 		}
 	}
-	return sa.sealSeq(buf, off, end, nextHeader, seq)
+	return sa.seal(buf, off, end, nextHeader, seq)
 }
 
 // ReserveSeq reserves up to n sequence numbers with one atomic operation,
@@ -297,12 +304,8 @@ func (sa *SA) ReserveSeq(n int) (first uint64, got int, err error) {
 	}
 }
 
-func (sa *SA) sealSeq(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
-	return sa.seal(buf, off, end, nextHeader, seq, nil)
-}
-
-// seal is sealSeq with an optional fixed IV, for known-answer tests.
-func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64, fixedIV []byte) (int, int, error) {
+// seal is SealAt once seq is known.
+func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
 	buf = buf[:cap(buf)]
 	if off < sa.hdrLen+sa.preroom() || end < off || end > len(buf) {
 		return 0, 0, ErrNoRoom
@@ -324,27 +327,30 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64, fixed
 
 	switch {
 	case sa.aead != nil:
-		iv := hdr[HeaderLen:]
-		binary.BigEndian.PutUint64(iv, seq) // unique per key: RFC 4106 section 3.1
-		if fixedIV != nil {
-			copy(iv, fixedIV)
-		}
 		nonce := scratch[:12]
-		copy(nonce, sa.salt[:])
-		copy(nonce[4:], iv)
-		aad := sa.aad(hdr, scratch[12:24], seq)
-		if sa.enc.Kind == xform.KindGMAC {
+		sa.writeIV(hdr, nonce, seq)
+		used := 12
+		aad := hdr[:HeaderLen]
+		if sa.esn {
+			aad = sa.aad(hdr, scratch[12:24], seq)
+			used = 24
+		}
+		if sa.isGMAC {
 			// RFC 4543: the whole packet is authenticated, nothing encrypted.
 			sa.gmac(buf, start, ctEnd, seq, nonce, scratch[24:], false)
+			used = ScratchLen
 		} else {
 			sa.aead.Seal(buf[off:off], nonce, buf[off:ctEnd], aad)
 		}
+		// The line after the packet is cold: a store there costs a miss.
+		clear(scratch[:used])
+		return start, pktEnd, nil
 	default:
 		if sa.block != nil {
 			iv := hdr[HeaderLen:]
 			sa.makeIV(iv, seq, scratch)
-			if fixedIV != nil {
-				copy(iv, fixedIV)
+			if sa.fixedIV != nil {
+				copy(iv, sa.fixedIV)
 			}
 			cbcEncrypt(sa.block, iv, buf[off:ctEnd])
 		}
@@ -358,6 +364,19 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64, fixed
 	}
 	clear(scratch)
 	return start, pktEnd, nil
+}
+
+// writeIV writes the combined-mode IV for seq into the ESP header hdr (the
+// sequence number: unique per key, RFC 4106 section 3.1) and the nonce,
+// salt and IV, into nonce: four and eight bytes, no copy loop.
+func (sa *SA) writeIV(hdr, nonce []byte, seq uint64) {
+	iv := seq
+	if sa.fixedIV != nil {
+		iv = binary.BigEndian.Uint64(sa.fixedIV)
+	}
+	binary.BigEndian.PutUint64(hdr[HeaderLen:HeaderLen+8], iv)
+	copy(nonce[:4], sa.salt[:])
+	binary.BigEndian.PutUint64(nonce[4:12], iv)
 }
 
 // aad returns the AAD for combined modes (RFC 4106 section 5): SPI and
