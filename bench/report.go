@@ -42,11 +42,14 @@ type Result struct {
 	With        string  `json:"with,omitempty"`         // ceilings: the transform whose rows it was measured with
 	Ceiling     string  `json:"ceiling,omitempty"`      // the bare primitive compared with
 	CeilingGbps float64 `json:"ceiling_gbps,omitempty"` // its median throughput (seal then open for the pipeline)
-	Ratio       float64 `json:"ratio,omitempty"`        // Gbps.Median / CeilingGbps
+	// Ratio is the median, over the repetitions, of the row's throughput
+	// over the ceiling's in the same repetition (their time slices
+	// interleave): steadier than Gbps.Median / CeilingGbps on a busy machine.
+	Ratio float64 `json:"ratio,omitempty"`
 	// CeilingCPUNsPerByte and CPURatio compare CPU time instead of wall
 	// time, which time-sharing with other processes disturbs less.
 	CeilingCPUNsPerByte float64 `json:"ceiling_cpu_ns_per_byte,omitempty"`
-	CPURatio            float64 `json:"cpu_ratio,omitempty"` // CeilingCPUNsPerByte / CPUNsPerByte.Median
+	CPURatio            float64 `json:"cpu_ratio,omitempty"` // paired like Ratio: the ceiling's CPU time per byte over the row's
 	Err                 string  `json:"error,omitempty"`
 }
 
@@ -73,7 +76,7 @@ var Method = []string{
 	"own: each goroutine has its own SA pair (the pipeline's engines are shared, one child per goroutine); shared: all goroutines use one SA pair (sequence counter and replay window contended; open and pipeline use a 65536-packet window so scheduling cannot push packets out of it).",
 	"ceiling: the bare primitive alone at the same sizes and goroutine count: AES-GCM/ChaCha20-Poly1305 Seal/Open in place with an 8-byte AAD, GMAC with the packet as AAD, CBC+HMAC and HMAC alone; the AEADs are the ones ESP and AH use (xform: AES-GCM/GMAC from internal/aesgcm, " + aesgcmImpl() + "), CBC and HMAC from crypto/cipher and crypto/hmac; pipeline ratios use seal then open; a primitive marked (crypto/cipher), with --stdlib-ceilings, is the standard library's AES-GCM as a reference, not used for the ratios.",
 	"Gbit/s and Mpps count inner packet bytes of all goroutines together per wall second; CPU ns/B is process CPU time (getrusage) per byte; allocs/pkt is MemStats.Mallocs per packet including the untimed restores.",
-	"of ceil: the row's median Gbit/s over its ceiling's; CPU of ceil: the ceiling's CPU ns/B over the row's, steadier when other work shares the machine; a row's repetitions are interleaved with its ceiling's.",
+	"of ceil: the median over the repetitions of the row's Gbit/s over its ceiling's in the same repetition; CPU of ceil: the same with the ceiling's CPU ns/B over the row's; within a repetition the row and its ceiling take turns in slices of 2 ms, so both see the machine's load alike.",
 	"failed: packets refused, not counted in the rates (a shared-SA pipeline can see a descheduled goroutine's packets fall out of the replay window).",
 }
 

@@ -161,6 +161,33 @@ func (p *pool) rep(d time.Duration) sample {
 	return s
 }
 
+// sliceTime is the timed work of one turn of a measurement within a
+// repetition (see runGroup).
+const sliceTime = 2 * time.Millisecond
+
+// add accumulates t into s.
+func (s *sample) add(t sample) {
+	s.elapsed += t.elapsed
+	s.cpu += t.cpu
+	s.pkts += t.pkts
+	s.bytes += t.bytes
+	s.fails += t.fails
+	s.mallocs += t.mallocs
+}
+
+// rate is the sample's throughput in Gbit/s and CPU time per byte in ns
+// (0 when unknown).
+func (s sample) rate() (gbps, cpuNsPerByte float64) {
+	if s.pkts == 0 || s.elapsed <= 0 {
+		return 0, 0
+	}
+	gbps = float64(s.bytes) * 8 / s.elapsed.Seconds() / 1e9
+	if s.cpu > 0 {
+		cpuNsPerByte = float64(s.cpu.Nanoseconds()) / float64(s.bytes)
+	}
+	return gbps, cpuNsPerByte
+}
+
 // live is a measurement of the current group.
 type live struct {
 	p       point
@@ -211,14 +238,29 @@ func runGroup(ctx context.Context, grp []point, cfg *Config) []*live {
 			l.pool.rep(cfg.Warmup)
 		}
 	}
+	// Each repetition is cut into slices of about sliceTime, and the
+	// group's measurements take turns slice by slice (starting with a
+	// different one each time): a row and its ceiling then share the
+	// same moments of the machine's changing load, and the ratio of their
+	// rates in one repetition is steady even when the rates are not.
 	d := cfg.Duration / time.Duration(cfg.Reps)
+	n := max(1, int(d/sliceTime))
 	for range cfg.Reps {
-		for _, l := range ls {
-			if ctx.Err() != nil {
-				return ls
+		acc := make([]sample, len(ls))
+		for k := range n {
+			for j := range ls {
+				i := (j + k) % len(ls)
+				if ctx.Err() != nil {
+					return ls
+				}
+				if ls[i].pool != nil {
+					acc[i].add(ls[i].pool.rep(d / time.Duration(n)))
+				}
 			}
+		}
+		for i, l := range ls {
 			if l.pool != nil {
-				l.samples = append(l.samples, l.pool.rep(d))
+				l.samples = append(l.samples, acc[i])
 			}
 		}
 	}
@@ -298,6 +340,7 @@ func RunDatapath(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		done += len(grp)
 		ceil, ceilCPU := map[Op]float64{}, map[Op]float64{}
+		ceilReps := map[Op][]sample{}
 		for _, l := range ls {
 			if l.err != nil && firstErr == nil {
 				firstErr = l.err
@@ -309,6 +352,7 @@ func RunDatapath(ctx context.Context, cfg Config) (*Report, error) {
 				}
 				if l.err == nil && l.res.Gbps.Median > 0 {
 					ceil[l.p.op] = l.res.Gbps.Median
+					ceilReps[l.p.op] = l.samples
 				}
 				if l.err == nil && l.res.CPUNsPerByte.Median > 0 {
 					ceilCPU[l.p.op] = l.res.CPUNsPerByte.Median
@@ -321,12 +365,9 @@ func RunDatapath(ctx context.Context, cfg Config) (*Report, error) {
 			}
 			r := l.res
 			r.CeilingGbps = ceilingRate(ceil, l.p.op)
-			if r.CeilingGbps > 0 && r.Gbps.Median > 0 {
-				r.Ratio = r.Gbps.Median / r.CeilingGbps
-			}
 			r.CeilingCPUNsPerByte = ceilingCost(ceilCPU, l.p.op)
-			if r.CeilingCPUNsPerByte > 0 && r.CPUNsPerByte.Median > 0 {
-				r.CPURatio = r.CeilingCPUNsPerByte / r.CPUNsPerByte.Median
+			if l.err == nil {
+				r.Ratio, r.CPURatio = pairedRatios(l.samples, ceilReps, l.p.op)
 			}
 			rep.Results = append(rep.Results, r)
 		}
@@ -340,6 +381,46 @@ func RunDatapath(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, fmt.Errorf("bench: some measurements failed, first: %w", firstErr)
 	}
 	return rep, nil
+}
+
+// pairedRatios returns the medians, over the repetitions, of a row's
+// throughput over its ceiling's in the same repetition, and of the
+// ceiling's CPU time per byte over the row's: so the ratios compare
+// measurements taken side by side. 0 when the ceiling is missing.
+func pairedRatios(row []sample, ceil map[Op][]sample, op Op) (ratio, cpuRatio float64) {
+	var rs, cs []float64
+	for i, s := range row {
+		var rates, costs map[Op]float64
+		for o, reps := range ceil {
+			if i >= len(reps) {
+				continue
+			}
+			g, c := reps[i].rate()
+			if rates == nil {
+				rates, costs = map[Op]float64{}, map[Op]float64{}
+			}
+			if g > 0 {
+				rates[o] = g
+			}
+			if c > 0 {
+				costs[o] = c
+			}
+		}
+		g, c := s.rate()
+		if cr := ceilingRate(rates, op); cr > 0 && g > 0 {
+			rs = append(rs, g/cr)
+		}
+		if cc := ceilingCost(costs, op); cc > 0 && c > 0 {
+			cs = append(cs, cc/c)
+		}
+	}
+	if len(rs) > 0 {
+		ratio = Summarize(rs).Median
+	}
+	if len(cs) > 0 {
+		cpuRatio = Summarize(cs).Median
+	}
+	return ratio, cpuRatio
 }
 
 // ceilingRate is the ceiling throughput for a row of operation op: the
