@@ -124,15 +124,16 @@ func (sa *SA) sealAEADTo(dst, plain, scratch []byte, seq uint64) {
 	hdr := dst[:sa.hdrLen]
 	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
 	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))
-	nonce := scratch[:12]
-	sa.writeIV(hdr, nonce, seq)
+	iv := sa.putIV(hdr, seq)
+	nonce := scratch[:12] // used only by an AEAD that wants it whole
 	if !sa.esn {
-		sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:len(dst)], nonce, plain, hdr[:HeaderLen])
-		clear(nonce) // only what was written: the line after is cold
+		sa.sealAEAD(dst[sa.hdrLen:sa.hdrLen:len(dst)], iv, nonce, plain, hdr[:HeaderLen])
+		if sa.ivAEAD == nil {
+			clear(nonce) // only what was written: the line after is cold
+		}
 		return
 	}
-	aad := sa.aad(hdr, scratch[12:24], seq)
-	sa.aead.Seal(dst[sa.hdrLen:sa.hdrLen:len(dst)], nonce, plain, aad)
+	sa.sealAEAD(dst[sa.hdrLen:sa.hdrLen:len(dst)], iv, nonce, plain, sa.aad(hdr, scratch[12:24], seq))
 	clear(scratch[:24])
 }
 

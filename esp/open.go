@@ -55,38 +55,38 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	ok := true
 	switch {
 	case sa.aead != nil:
-		// The nonce goes where the cache already holds the packet's
-		// header: the 12 bytes that end 4 before it (GMAC under ESN takes
-		// those 4), saved and put back, when the buffer has them; the
-		// scratch space after the packet is a line of its own, cold when
-		// the packet has just come in (~15 ns a packet). Combined modes
-		// have 8-byte IVs: the nonce is two stores.
+		iv := (*[8]byte)(pkt[HeaderLen : HeaderLen+8])
+		// With an AEAD that takes the nonce in its parts (the salt and
+		// the packet's IV) there is none to build. Else it goes where the
+		// cache already holds the packet's header: the 12 bytes that end
+		// 4 before it (GMAC under ESN takes those 4), saved and put back,
+		// when the buffer has them; the scratch space after the packet is
+		// a line of its own, cold when the packet has just come in.
 		var saved [12]byte
-		nonce := scratch[:12]
-		before := off >= nonceBefore
-		if before {
-			nonce = full[off-nonceBefore : off-nonceBefore+12]
-			saved = [12]byte(nonce)
-		}
-		copy(nonce, sa.salt[:])
-		binary.LittleEndian.PutUint64(nonce[4:], binary.LittleEndian.Uint64(pkt[HeaderLen:]))
+		var nonce []byte
 		used := 0 // scratch bytes written
+		before := false
+		if sa.ivAEAD == nil {
+			nonce, used = scratch[:12], 12
+			if before = off >= nonceBefore; before {
+				nonce, used = full[off-nonceBefore:off-nonceBefore+12], 0
+				saved = [12]byte(nonce)
+			}
+		}
 		switch {
 		case sa.isGMAC:
-			ok = sa.gmac(full, off, ctEnd, seq, nonce, scratch[24:], true)
-			used = ScratchLen
+			ok = sa.gmac(full, off, ctEnd, seq, iv, nonce, scratch[24:], true)
+			if sa.esn {
+				used = 28
+			}
 		case sa.esn:
-			_, oerr := sa.aead.Open(full[ctStart:ctStart], nonce, full[ctStart:end], sa.aad(pkt, scratch[12:24], seq))
-			ok = oerr == nil
+			ok = sa.openAEAD(full[ctStart:ctStart], iv, nonce, full[ctStart:end], sa.aad(pkt, scratch[12:24], seq))
 			used = 24
 		default:
-			_, oerr := sa.aead.Open(full[ctStart:ctStart], nonce, full[ctStart:end], pkt[:HeaderLen])
-			ok = oerr == nil
+			ok = sa.openAEAD(full[ctStart:ctStart], iv, nonce, full[ctStart:end], pkt[:HeaderLen])
 		}
 		if before {
 			*(*[12]byte)(nonce) = saved // the salt goes with it
-		} else {
-			used = max(used, 12)
 		}
 		// The line after the packet is cold: a store there costs a miss.
 		clear(scratch[:used])

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/goipsec/goipsec/internal/aesgcm"
 	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/xform"
 )
@@ -71,6 +72,8 @@ type SA struct {
 
 	aead   cipher.AEAD // combined modes
 	isGMAC bool        // aead is AES-GMAC (RFC 4543): nothing encrypted
+	// ivAEAD is aead when it takes the nonce as salt and IV, unassembled.
+	ivAEAD aesgcm.IVAEAD
 	salt   [4]byte
 	// fixedIV, set by known-answer tests only, replaces every packet's IV.
 	fixedIV []byte
@@ -118,6 +121,7 @@ func NewSA(cfg *Config) (*SA, error) {
 		}
 		sa.aead, sa.salt, err = xform.NewAEAD(cfg.Enc, cfg.EncKey)
 		sa.isGMAC = cfg.Enc.Kind == xform.KindGMAC
+		sa.ivAEAD, _ = sa.aead.(aesgcm.IVAEAD)
 		sa.icvLen = cfg.Enc.ICVLen
 	case xform.KindCBC, xform.KindNull:
 		if cfg.Integ == nil {
@@ -327,20 +331,24 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int,
 
 	switch {
 	case sa.aead != nil:
-		nonce := scratch[:12]
-		sa.writeIV(hdr, nonce, seq)
+		iv := sa.putIV(hdr, seq)
+		nonce := scratch[:12] // used only by an AEAD that wants it whole
 		used := 12
-		aad := hdr[:HeaderLen]
-		if sa.esn {
-			aad = sa.aad(hdr, scratch[12:24], seq)
-			used = 24
+		if sa.ivAEAD != nil {
+			used = 0
 		}
-		if sa.isGMAC {
+		switch {
+		case sa.isGMAC:
 			// RFC 4543: the whole packet is authenticated, nothing encrypted.
-			sa.gmac(buf, start, ctEnd, seq, nonce, scratch[24:], false)
-			used = ScratchLen
-		} else {
-			sa.aead.Seal(buf[off:off], nonce, buf[off:ctEnd], aad)
+			sa.gmac(buf, start, ctEnd, seq, iv, nonce, scratch[24:], false)
+			if sa.esn {
+				used = 28
+			}
+		case sa.esn:
+			sa.sealAEAD(buf[off:off], iv, nonce, buf[off:ctEnd], sa.aad(hdr, scratch[12:24], seq))
+			used = 24
+		default:
+			sa.sealAEAD(buf[off:off], iv, nonce, buf[off:ctEnd], hdr[:HeaderLen])
 		}
 		// The line after the packet is cold: a store there costs a miss.
 		clear(scratch[:used])
@@ -366,17 +374,42 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int,
 	return start, pktEnd, nil
 }
 
-// writeIV writes the combined-mode IV for seq into the ESP header hdr (the
-// sequence number: unique per key, RFC 4106 section 3.1) and the nonce,
-// salt and IV, into nonce: four and eight bytes, no copy loop.
-func (sa *SA) writeIV(hdr, nonce []byte, seq uint64) {
-	iv := seq
+// putIV writes the combined-mode IV for seq into the ESP header hdr and
+// returns it: the sequence number, unique per key (RFC 4106 section 3.1).
+func (sa *SA) putIV(hdr []byte, seq uint64) *[8]byte {
+	iv := (*[8]byte)(hdr[HeaderLen : HeaderLen+8])
 	if sa.fixedIV != nil {
-		iv = binary.BigEndian.Uint64(sa.fixedIV)
+		*iv = [8]byte(sa.fixedIV)
+	} else {
+		binary.BigEndian.PutUint64(iv[:], seq)
 	}
-	binary.BigEndian.PutUint64(hdr[HeaderLen:HeaderLen+8], iv)
-	copy(nonce[:4], sa.salt[:])
-	binary.BigEndian.PutUint64(nonce[4:12], iv)
+	return iv
+}
+
+// sealAEAD seals plaintext into dst with the combined-mode cipher, for the
+// packet whose IV is iv: given as it is when the AEAD takes it, else
+// assembled with the salt in nonce (12 bytes).
+func (sa *SA) sealAEAD(dst []byte, iv *[8]byte, nonce, plaintext, aad []byte) {
+	if sa.ivAEAD != nil {
+		sa.ivAEAD.SealIV(dst, &sa.salt, iv, plaintext, aad)
+		return
+	}
+	*(*[4]byte)(nonce) = sa.salt
+	*(*[8]byte)(nonce[4:]) = *iv
+	sa.aead.Seal(dst, nonce, plaintext, aad)
+}
+
+// openAEAD is sealAEAD's counterpart: it reports whether ciphertext
+// authenticated (and then it is decrypted into dst).
+func (sa *SA) openAEAD(dst []byte, iv *[8]byte, nonce, ciphertext, aad []byte) bool {
+	if sa.ivAEAD != nil {
+		_, err := sa.ivAEAD.OpenIV(dst, &sa.salt, iv, ciphertext, aad)
+		return err == nil
+	}
+	*(*[4]byte)(nonce) = sa.salt
+	*(*[8]byte)(nonce[4:]) = *iv
+	_, err := sa.aead.Open(dst, nonce, ciphertext, aad)
+	return err == nil
 }
 
 // aad returns the AAD for combined modes (RFC 4106 section 5): SPI and
@@ -396,7 +429,7 @@ func (sa *SA) aad(hdr, scratch []byte, seq uint64) []byte {
 // packet; under ESN the high sequence bits go between SPI and sequence
 // number, so the SPI is moved into the four bytes before start for the
 // computation and everything is put back afterwards.
-func (sa *SA) gmac(buf []byte, start, ctEnd int, seq uint64, nonce, scratch []byte, open bool) bool {
+func (sa *SA) gmac(buf []byte, start, ctEnd int, seq uint64, iv *[8]byte, nonce, scratch []byte, open bool) bool {
 	aadStart := start
 	if sa.esn {
 		aadStart = start - 4
@@ -407,10 +440,9 @@ func (sa *SA) gmac(buf []byte, start, ctEnd int, seq uint64, nonce, scratch []by
 	aad := buf[aadStart:ctEnd]
 	ok := true
 	if open {
-		_, err := sa.aead.Open(nil, nonce, buf[ctEnd:ctEnd+sa.icvLen], aad)
-		ok = err == nil
+		ok = sa.openAEAD(nil, iv, nonce, buf[ctEnd:ctEnd+sa.icvLen], aad)
 	} else {
-		sa.aead.Seal(buf[ctEnd:ctEnd], nonce, nil, aad)
+		sa.sealAEAD(buf[ctEnd:ctEnd], iv, nonce, nil, aad)
 	}
 	if sa.esn {
 		copy(buf[start:start+4], buf[aadStart:start])

@@ -96,3 +96,12 @@ func inexactOverlap(x, y []byte) bool {
 	}
 	return anyOverlap(x, y)
 }
+
+// IVAEAD is implemented by the vector AEAD that New returns where the CPU
+// has it: Seal and Open with the nonce in its two RFC 4106 (and RFC 4543)
+// parts, the 4-byte salt that comes with the key and the packet's 8-byte
+// explicit IV, so that a caller need not assemble the nonce in memory.
+type IVAEAD interface {
+	SealIV(dst []byte, salt *[4]byte, iv *[8]byte, plaintext, aad []byte) []byte
+	OpenIV(dst []byte, salt *[4]byte, iv *[8]byte, ciphertext, aad []byte) ([]byte, error)
+}

@@ -81,6 +81,33 @@ func checkOne(t testing.TB, a, ref cipher.AEAD, nonce, pt, aad []byte, off int) 
 		t.Fatalf("Seal appending to dst = %x", got)
 	}
 
+	// The RFC 4106 form: the same nonce in its salt and IV parts.
+	if iva, ok := a.(IVAEAD); ok {
+		salt, iv := (*[4]byte)(nonce[:4]), (*[8]byte)(nonce[4:12])
+		if got := iva.SealIV(nil, salt, iv, pt, aad); !bytes.Equal(got, want) {
+			t.Fatalf("SealIV(len %d, aad %d) = %x, want %x", len(pt), len(aad), got, want)
+		}
+		in := bytes.Clone(want)
+		if dec, err := iva.OpenIV(in[:0], salt, iv, in, aad); err != nil || !bytes.Equal(dec, pt) {
+			t.Fatalf("OpenIV(len %d, aad %d) = %x, %v, want %x", len(pt), len(aad), dec, err, pt)
+		}
+		bad := bytes.Clone(want)
+		bad[mrand.IntN(len(bad))] ^= 1 << mrand.IntN(8)
+		if _, err := iva.OpenIV(nil, salt, iv, bad, aad); err == nil {
+			t.Fatalf("OpenIV accepted a tampered message (len %d)", len(pt))
+		}
+		badIV := *iv
+		badIV[mrand.IntN(8)] ^= 1
+		if _, err := iva.OpenIV(nil, salt, &badIV, want, aad); err == nil {
+			t.Fatalf("OpenIV accepted a wrong IV")
+		}
+		badSalt := *salt
+		badSalt[mrand.IntN(4)] ^= 1
+		if _, err := iva.OpenIV(nil, &badSalt, iv, want, aad); err == nil {
+			t.Fatalf("OpenIV accepted a wrong salt")
+		}
+	}
+
 	dec, err := a.Open(nil, nonce, want, aad)
 	if err != nil || !bytes.Equal(dec, pt) {
 		t.Fatalf("Open(len %d, aad %d) = %x, %v, want %x", len(pt), len(aad), dec, err, pt)

@@ -21,22 +21,23 @@ var hasVector = cpu.X86.HasAVX2 && cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ &&
 	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ
 
 // ctrXor XORs n bytes of src with the AES-CTR keystream into dst, starting
-// at the counter block made of the 12 bytes at nonce and ctr (big-endian),
+// at the counter block made of the nonce (its first 4 bytes as salt and its
+// last 8 as iv, both little-endian: see nonceOf) and ctr (big-endian),
 // GCM's inc32 on its last 4 bytes.
 //
 //go:noescape
-func ctrXor(rk *[15][32]byte, nr int, nonce *byte, ctr uint32, dst, src *byte, n int)
+func ctrXor(rk *[15][32]byte, nr int, salt uint32, iv uint64, ctr uint32, dst, src *byte, n int)
 
 // ghashSeg folds into the GHASH accumulator *acc (held byte-reflected, as
 // the field model's elem in little-endian) npre bytes at pre (0 to 16,
 // zero-padded), nmid at mid (a multiple of 16), npost at post (0 to 15,
 // zero-padded) and, with tag non-nil, the length block of aadBits and
-// ctBits; then, with tag non-nil, it writes the GCM tag for the 12 bytes
-// at nonce into *tag.
+// ctBits; then, with tag non-nil, it writes the GCM tag for the nonce
+// salt, iv (as in ctrXor) into *tag.
 //
 //go:noescape
 func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int,
-	aadBits, ctBits uint64, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
+	aadBits, ctBits uint64, rk *[15][32]byte, nr int, salt uint32, iv uint64, tag *[16]byte)
 
 // gcmVector is AES-GCM with VAES and VPCLMULQDQ.
 type gcmVector struct {
@@ -58,8 +59,7 @@ func newVector(key []byte) cipher.AEAD {
 	}
 	clear(rk[:])
 	var h [16]byte
-	var zero [12]byte
-	ctrXor(&g.rk, g.nr, &zero[0], 0, &h[0], &h[0], 16) // H = E_K(0^128): zero nonce and counter, zero input
+	ctrXor(&g.rk, g.nr, 0, 0, 0, &h[0], &h[0], 16) // H = E_K(0^128): zero nonce and counter, zero input
 	g.hashPowers(&h)
 	clear(h[:])
 	return g
@@ -73,7 +73,7 @@ func (g *gcmVector) hashPowers(h *[16]byte) {
 	p := *h
 	for n := 2; n <= hashBlocks; n++ {
 		var acc [16]byte
-		ghashSeg(&g.tab, &acc, nil, 0, &p[0], 16, nil, 0, 0, 0, nil, 0, nil, nil)
+		ghashSeg(&g.tab, &acc, nil, 0, &p[0], 16, nil, 0, 0, 0, nil, 0, 0, 0, nil)
 		e := elem{lo: binary.LittleEndian.Uint64(acc[:8]), hi: binary.LittleEndian.Uint64(acc[8:])}
 		putElem(g.tab[hashBlocks-n][:], mulX(e))
 		p = blockOf(e)
@@ -95,11 +95,11 @@ func ptr(b []byte) *byte {
 	return &b[0]
 }
 
-// tag computes GCM's tag for nonce (12 bytes) over aad and the ciphertext
-// ct into out. ESP's short AAD (up to 16 bytes), the ciphertext and the
-// length block go to the assembly in one call; so do GMAC's AAD and length
-// block.
-func (g *gcmVector) tag(out *[16]byte, nonce *byte, aad, ct []byte) {
+// tag computes GCM's tag for the nonce salt, iv over aad and the
+// ciphertext ct into out. ESP's short AAD (up to 16 bytes), the ciphertext
+// and the length block go to the assembly in one call; so do GMAC's AAD
+// and length block.
+func (g *gcmVector) tag(out *[16]byte, salt uint32, iv uint64, aad, ct []byte) {
 	var acc [16]byte
 	var pre []byte
 	body := ct
@@ -110,19 +110,36 @@ func (g *gcmVector) tag(out *[16]byte, nonce *byte, aad, ct []byte) {
 		pre = aad
 	default: // a long AAD and a ciphertext: the AAD first, on its own
 		n := len(aad) &^ 15
-		ghashSeg(&g.tab, &acc, nil, 0, &aad[0], n, ptr(aad[n:]), len(aad)-n, 0, 0, nil, 0, nil, nil)
+		ghashSeg(&g.tab, &acc, nil, 0, &aad[0], n, ptr(aad[n:]), len(aad)-n, 0, 0, nil, 0, 0, 0, nil)
 	}
 	n := len(body) &^ 15
 	ghashSeg(&g.tab, &acc, ptr(pre), len(pre), ptr(body[:n]), n, ptr(body[n:]), len(body)-n,
-		uint64(len(aad))*8, uint64(len(ct))*8, &g.rk, g.nr, nonce, out)
+		uint64(len(aad))*8, uint64(len(ct))*8, &g.rk, g.nr, salt, iv, out)
+}
+
+// nonceOf splits a 12-byte nonce into the salt and IV parts the assembly
+// takes: two loads, each of what one store may just have written.
+func nonceOf(nonce []byte) (salt uint32, iv uint64) {
+	if len(nonce) != NonceSize {
+		panic("aesgcm: incorrect nonce length given to GCM")
+	}
+	return binary.LittleEndian.Uint32(nonce[:4]), binary.LittleEndian.Uint64(nonce[4:12])
 }
 
 // Seal encrypts and authenticates plaintext, authenticates aad, and appends
 // the ciphertext and tag to dst (dst may be plaintext[:0]).
 func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
-	if len(nonce) != NonceSize {
-		panic("aesgcm: incorrect nonce length given to GCM")
-	}
+	salt, iv := nonceOf(nonce)
+	return g.seal(dst, salt, iv, plaintext, aad)
+}
+
+// SealIV is Seal with the nonce in its two RFC 4106 parts: the salt and
+// the packet's explicit IV.
+func (g *gcmVector) SealIV(dst []byte, salt *[4]byte, iv *[8]byte, plaintext, aad []byte) []byte {
+	return g.seal(dst, binary.LittleEndian.Uint32(salt[:]), binary.LittleEndian.Uint64(iv[:]), plaintext, aad)
+}
+
+func (g *gcmVector) seal(dst []byte, salt uint32, iv uint64, plaintext, aad []byte) []byte {
 	if uint64(len(plaintext)) > maxPlain {
 		panic("aesgcm: message too large for GCM")
 	}
@@ -134,8 +151,8 @@ func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	ct := out[:len(plaintext)]
-	ctrXor(&g.rk, g.nr, &nonce[0], 2, ptr(ct), ptr(plaintext), len(plaintext)) // from J0+1
-	g.tag((*[16]byte)(out[len(plaintext):]), &nonce[0], aad, ct)
+	ctrXor(&g.rk, g.nr, salt, iv, 2, ptr(ct), ptr(plaintext), len(plaintext)) // from J0+1
+	g.tag((*[16]byte)(out[len(plaintext):]), salt, iv, aad, ct)
 	return ret
 }
 
@@ -143,9 +160,17 @@ func (g *gcmVector) Seal(dst, nonce, plaintext, aad []byte) []byte {
 // is right, decrypts into dst (dst may be ciphertext[:0]); on failure dst is
 // left untouched.
 func (g *gcmVector) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
-	if len(nonce) != NonceSize {
-		panic("aesgcm: incorrect nonce length given to GCM")
-	}
+	salt, iv := nonceOf(nonce)
+	return g.open(dst, salt, iv, ciphertext, aad)
+}
+
+// OpenIV is Open with the nonce in its two RFC 4106 parts: the salt and
+// the packet's explicit IV.
+func (g *gcmVector) OpenIV(dst []byte, salt *[4]byte, iv *[8]byte, ciphertext, aad []byte) ([]byte, error) {
+	return g.open(dst, binary.LittleEndian.Uint32(salt[:]), binary.LittleEndian.Uint64(iv[:]), ciphertext, aad)
+}
+
+func (g *gcmVector) open(dst []byte, salt uint32, iv uint64, ciphertext, aad []byte) ([]byte, error) {
 	if len(ciphertext) < TagSize || uint64(len(ciphertext)) > maxPlain+TagSize {
 		return nil, errOpen
 	}
@@ -158,11 +183,14 @@ func (g *gcmVector) Open(dst, nonce, ciphertext, aad []byte) ([]byte, error) {
 		panic("aesgcm: invalid buffer overlap of output and additional data")
 	}
 	var want [16]byte
-	g.tag(&want, &nonce[0], aad, ct)
-	if subtle.ConstantTimeCompare(want[:], tag) != 1 {
+	g.tag(&want, salt, iv, aad, ct)
+	// Constant time, a word at a time.
+	d := (binary.LittleEndian.Uint64(want[:8]) ^ binary.LittleEndian.Uint64(tag[:8])) |
+		(binary.LittleEndian.Uint64(want[8:]) ^ binary.LittleEndian.Uint64(tag[8:16]))
+	if subtle.ConstantTimeEq(int32(uint32(d)|uint32(d>>32)), 0) != 1 {
 		return nil, errOpen
 	}
-	ctrXor(&g.rk, g.nr, &nonce[0], 2, ptr(out), ptr(ct), len(ct)) // from J0+1
+	ctrXor(&g.rk, g.nr, salt, iv, 2, ptr(out), ptr(ct), len(ct)) // from J0+1
 	return ret, nil
 }
 

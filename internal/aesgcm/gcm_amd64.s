@@ -67,31 +67,38 @@ GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 	VPXOR K, Y6, Y6 \
 	VPXOR K, Y7, Y7
 
-// func ctrXor(rk *[15][32]byte, nr int, nonce *byte, ctr uint32, dst, src *byte, n int)
+// func ctrXor(rk *[15][32]byte, nr int, salt uint32, iv uint64, ctr uint32, dst, src *byte, n int)
 //
-// The first counter block is the 12-byte nonce and ctr (big-endian), built
-// in a register: a 16-byte load of a block Go had just written bytewise
-// would miss store forwarding and stall. n may be any length: the last
+// The first counter block is the nonce, salt and iv (its 4 and 8 bytes as
+// little-endian integers), and ctr (big-endian), built in registers: a
+// load of the nonce from memory just after the caller wrote its two parts
+// with two stores would miss store forwarding and stall. n may be any length: the last
 // partial block is read and written under a byte mask.
 // AX round keys, R9 = nr*32 (offset of the last round key), DI dst, SI
 // src, BX bytes left. Y8 holds the next two counters (reversed), Y9 the
 // byte-reversal mask, Y10 the +2 step, Y15 a round key.
-TEXT ·ctrXor(SB), NOSPLIT, $0-56
+TEXT ·ctrXor(SB), NOSPLIT, $0-64
 	MOVQ rk+0(FP), AX
 	MOVQ nr+8(FP), R9
 	SHLQ $5, R9
-	MOVQ nonce+16(FP), DX
-	MOVL ctr+24(FP), R10
-	MOVQ dst+32(FP), DI
-	MOVQ src+40(FP), SI
-	MOVQ n+48(FP), BX
+	MOVL salt+16(FP), R11
+	MOVQ iv+24(FP), DX
+	MOVL ctr+32(FP), R10
+	MOVQ dst+40(FP), DI
+	MOVQ src+48(FP), SI
+	MOVQ n+56(FP), BX
 
 	VMOVDQU     bswapMask<>(SB), Y9
 	VMOVDQU     ctrTwo<>(SB), Y10
-	VMOVQ       (DX), X8
-	VPINSRD     $2, 8(DX), X8, X8
+	MOVQ        DX, R12
+	SHLQ        $32, R12
+	ORQ         R11, R12 // bytes 0-7: salt, IV 0-3
+	SHRQ        $32, DX
 	BSWAPL      R10
-	VPINSRD     $3, R10, X8, X8
+	SHLQ        $32, R10
+	ORQ         R10, DX // bytes 8-15: IV 4-7, counter
+	VMOVQ       R12, X8
+	VPINSRQ     $1, DX, X8, X8
 	VPSHUFB     X9, X8, X8
 	VINSERTI128 $1, X8, Y8, Y8
 	VPADDD      ctrLanes<>(SB), Y8, Y8
@@ -240,7 +247,7 @@ GLOBL partialMasks<>(SB), RODATA|NOPTR, $34
 	VPXORQ     Z7, Z2, Z2 \
 	ADDQ       $16, R8
 
-// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, aadBits, ctBits uint64, rk *[15][32]byte, nr int, nonce *byte, tag *[16]byte)
+// func ghashSeg(tab *[hashBlocks][16]byte, acc *[16]byte, pre *byte, npre int, mid *byte, nmid int, post *byte, npost int, aadBits, ctBits uint64, rk *[15][32]byte, nr int, salt uint32, iv uint64, tag *[16]byte)
 //
 // Folds into *acc one stream of blocks: pre (npre bytes, 0 to 16, as one
 // zero-padded block), mid (nmid bytes, a multiple of 16), post (npost bytes,
@@ -249,7 +256,7 @@ GLOBL partialMasks<>(SB), RODATA|NOPTR, $34
 // and, up to 64 blocks, one reduction. Partial blocks are loaded under a
 // byte mask, straight from the caller's memory. With tag set, it then
 // writes the GCM tag: the hash, byte-reversed, XOR E_K(J0) (J0 = the
-// 12-byte nonce and counter 1, computed in X14 with the round keys at rk,
+// nonce, salt and iv as in ctrXor, and counter 1, computed in X14 with the round keys at rk,
 // alongside the hash).
 //
 // Chunks of up to hashBlocks (64) blocks: block i of a k-block chunk is
@@ -263,7 +270,7 @@ GLOBL partialMasks<>(SB), RODATA|NOPTR, $34
 // chunk, DI mid bytes in the chunk, R8 table entry of the current block,
 // R9 scratch. X0 accumulator (upper bits zero), Z9 byte reversal mask, X13
 // the reduction constant.
-TEXT ·ghashSeg(SB), NOSPLIT, $0-112
+TEXT ·ghashSeg(SB), NOSPLIT, $0-120
 	MOVQ tab+0(FP), AX
 	MOVQ acc+8(FP), DX
 	MOVQ pre+16(FP), R10
@@ -283,7 +290,7 @@ noPre:
 	ADDQ  $16, R14
 
 noPost:
-	CMPQ tag+104(FP), $0
+	CMPQ tag+112(FP), $0
 	JE   noLens
 	ADDQ $16, R14
 
@@ -295,15 +302,20 @@ noLens:
 
 	// The tag mask E_K(J0): an independent chain the CPU runs in the
 	// shadow of the multiplications.
-	MOVQ  tag+104(FP), R9
+	MOVQ  tag+112(FP), R9
 	TESTQ R9, R9
 	JZ    chunk
 	MOVQ    rk+80(FP), R9
-	MOVQ    nonce+96(FP), DI
-	VMOVQ   (DI), X14
-	VPINSRD $2, 8(DI), X14, X14
-	MOVL    $0x01000000, DI
-	VPINSRD $3, DI, X14, X14
+	MOVL    salt+96(FP), DI
+	MOVQ    iv+104(FP), CX
+	MOVQ    CX, R8
+	SHLQ    $32, R8
+	ORQ     DI, R8 // bytes 0-7: salt, IV 0-3
+	SHRQ    $32, CX
+	MOVQ    $0x0100000000000000, DI
+	ORQ     DI, CX // bytes 8-15: IV 4-7, counter 1
+	VMOVQ   R8, X14
+	VPINSRQ $1, CX, X14, X14
 	VPXOR   (R9), X14, X14
 	VAESENC 32(R9), X14, X14
 	VAESENC 64(R9), X14, X14
@@ -465,7 +477,7 @@ reduce:
 
 ghashDone:
 	VMOVDQU X0, (DX)
-	MOVQ    tag+104(FP), R9
+	MOVQ    tag+112(FP), R9
 	TESTQ   R9, R9
 	JZ      noTag
 	VPSHUFB X9, X0, X0

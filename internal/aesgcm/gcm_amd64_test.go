@@ -34,3 +34,17 @@ func TestVectorTable(t *testing.T) {
 		}
 	}
 }
+
+// TestIVAEAD checks that the vector AEAD offers the RFC 4106 form (ESP
+// relies on it to skip assembling nonces) and the fallback does not.
+func TestIVAEAD(t *testing.T) {
+	if !hasVector {
+		t.Skip("no VAES/VPCLMULQDQ/AVX-512 on this CPU: the vector code is not used")
+	}
+	for name, a := range implementations(t, make([]byte, 16)) {
+		_, ok := a.(IVAEAD)
+		if want := name == "default"; ok != want {
+			t.Errorf("%s: implements IVAEAD %v, want %v", name, ok, want)
+		}
+	}
+}
