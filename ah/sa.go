@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync/atomic"
 
+	"github.com/goipsec/goipsec/internal/aesgcm"
 	"github.com/goipsec/goipsec/internal/replay"
 	"github.com/goipsec/goipsec/internal/xform"
 )
@@ -153,10 +154,15 @@ func (sa *SA) LastSeq() uint64 { return sa.seq.Load() }
 // Window is the SA's anti-replay window (inbound use).
 func (sa *SA) Window() *replay.Window { return &sa.window }
 
-// Zero drops the SA's key state; the SA must not be used afterwards.
+// Zero drops the SA's key state, wiping what can be wiped (the HMAC key
+// copy; for AES-GMAC on the vector path, the expanded key, see esp.SA.Zero);
+// the SA must not be used afterwards.
 func (sa *SA) Zero() {
 	if sa.mac != nil {
 		sa.mac.Zero()
+	}
+	if w, ok := sa.aead.(aesgcm.Wiper); ok {
+		w.Wipe()
 	}
 	sa.mac, sa.aead = nil, nil
 	clear(sa.salt[:])

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/goipsec/goipsec/internal/aesgcm"
 	"github.com/goipsec/goipsec/internal/xform"
 )
 
@@ -369,7 +370,14 @@ func TestZero(t *testing.T) {
 	if _, _, _, _, err := in.Open(buf, start, pend); !errors.Is(err, ErrDead) {
 		t.Fatalf("open on a zeroed SA: %v", err)
 	}
+	// On the vector path the AEAD's expanded key goes too: the object
+	// no longer seals as it did.
+	a, nonce := out.aead, make([]byte, 12)
+	before := a.Seal(nil, nonce, []byte("probe"), nil)
 	out.Zero()
+	if _, wipes := a.(aesgcm.Wiper); wipes && bytes.Equal(a.Seal(nil, nonce, []byte("probe"), nil), before) {
+		t.Fatal("the AEAD's key survived Zero")
+	}
 	if _, _, err := out.Seal(buf, off, end, 4); !errors.Is(err, ErrDead) {
 		t.Fatalf("seal on a zeroed SA: %v", err)
 	}

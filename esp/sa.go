@@ -225,15 +225,23 @@ func (sa *SA) padLen(n int) int {
 }
 
 // Zero marks the SA dead, so that Seal and Open refuse packets with
-// ErrDead, and wipes the key material it holds (the salt and the HMAC key
-// copy). Go's cipher objects offer no way to wipe their expanded keys; they
-// stay reachable until calls already in progress finish, then are garbage.
+// ErrDead, and wipes the key material it holds: the salt, the HMAC key
+// copy and, on the vector AES-GCM path, the expanded AES key and hash key
+// powers (overwritten with random bytes: a call already past the dead
+// check goes on under unknown keys, its output garbage, never under zero
+// ones). The standard library's cipher objects (CBC, ChaCha20-Poly1305,
+// AES-GCM where the vector code does not run) and HMAC states offer no way
+// to wipe their expanded keys; they become garbage. The SAD calls Zero a
+// grace period after it removed the SA, when no batch still uses it.
 func (sa *SA) Zero() {
 	if sa.dead.Swap(true) {
 		return
 	}
 	if sa.mac != nil {
 		sa.mac.Zero()
+	}
+	if w, ok := sa.aead.(aesgcm.Wiper); ok {
+		w.Wipe()
 	}
 	clear(sa.salt[:])
 }

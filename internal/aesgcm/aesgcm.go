@@ -105,3 +105,7 @@ type IVAEAD interface {
 	SealIV(dst []byte, salt *[4]byte, iv *[8]byte, plaintext, aad []byte) []byte
 	OpenIV(dst []byte, salt *[4]byte, iv *[8]byte, ciphertext, aad []byte) ([]byte, error)
 }
+
+// Wiper is implemented by the vector AEAD: Wipe destroys its key material
+// (the standard library's GCM, the fallback, offers no way to).
+type Wiper interface{ Wipe() }

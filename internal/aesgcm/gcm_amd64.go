@@ -4,8 +4,10 @@ package aesgcm
 
 import (
 	"crypto/cipher"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -192,6 +194,15 @@ func (g *gcmVector) open(dst []byte, salt uint32, iv uint64, ciphertext, aad []b
 	}
 	ctrXor(&g.rk, g.nr, salt, iv, 2, ptr(out), ptr(ct), len(ct)) // from J0+1
 	return ret, nil
+}
+
+// Wipe overwrites the expanded key and the hash key's powers with random
+// bytes. A call still running on another goroutine then goes on under
+// unknown random keys (its output is garbage no one can decrypt or
+// forge), not under known zero ones. The AEAD must not be used afterwards.
+func (g *gcmVector) Wipe() {
+	rand.Read(unsafe.Slice((*byte)(unsafe.Pointer(&g.rk)), unsafe.Sizeof(g.rk)))
+	rand.Read(unsafe.Slice((*byte)(unsafe.Pointer(&g.tab)), unsafe.Sizeof(g.tab)))
 }
 
 // gcmVectorType names the vector AEAD for tests on every platform.
