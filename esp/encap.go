@@ -101,7 +101,12 @@ func (sa *SA) EncapTunnelToAt(dst, src []byte, off, end int, seq uint64) (int, e
 			return 0, err
 		}
 	}
-	writeTrailer(src[end:ctEnd], pad, nh)
+	if sa.fast {
+		// One store, running into src's scratch space after the trailer.
+		binary.LittleEndian.PutUint64(src[end:end+8], trailerWord(pad, nh))
+	} else {
+		writeTrailer(src[end:ctEnd], pad, nh)
+	}
 	sa.sealAEADTo(dst[:total], src[off:ctEnd], src[ctEnd:ctEnd+ScratchLen], seq)
 	return total, nil
 }
@@ -121,6 +126,14 @@ func writeTrailer(t []byte, pad int, nh uint8) {
 // of it: dst is exactly the ESP packet. The nonce and AAD are built in
 // scratch (ScratchLen bytes), cleared afterwards.
 func (sa *SA) sealAEADTo(dst, plain, scratch []byte, seq uint64) {
+	if sa.fast && sa.fixedIV == nil { // see sealFast
+		hdr := dst[:16]
+		binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
+		iv := (*[8]byte)(hdr[8:16])
+		binary.BigEndian.PutUint64(iv[:], seq)
+		sa.ivAEAD.SealIV(dst[16:16:len(dst)], &sa.salt, iv, plain, hdr[:8])
+		return
+	}
 	hdr := dst[:sa.hdrLen]
 	binary.BigEndian.PutUint32(hdr[0:4], sa.spi)
 	binary.BigEndian.PutUint32(hdr[4:8], uint32(seq))

@@ -3,6 +3,7 @@ package esp
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
@@ -488,6 +489,87 @@ func TestMonotonicPad(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestSealFast checks the usual SA's short path against the general one:
+// the same ESP packet, byte for byte, for every payload length that gives
+// each padding, both next headers, and the same refusals of short
+// buffers.
+func TestSealFast(t *testing.T) {
+	fast, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	if !fast.fast {
+		t.Skip("no vector AES-GCM on this CPU: the short path is not taken")
+	}
+	general, _ := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	general.ivAEAD, general.fast = nil, false
+	general.aead, general.salt = fast.aead, fast.salt
+	general.spi = fast.spi
+	for n := 0; n <= 40; n++ {
+		for _, nh := range []uint8{4, 41} {
+			var pkts [2][]byte
+			for i, sa := range []*SA{fast, general} {
+				payload := bytes.Repeat([]byte{byte(n)}, n)
+				buf, off, end := bufWith(payload)
+				for j := end; j < cap(buf); j++ {
+					buf[:cap(buf)][j] = 0xee // what the trailer word runs over
+				}
+				s, e, err := sa.seal(buf, off, end, nh, uint64(1000+n))
+				if err != nil {
+					t.Fatalf("len %d: %v", n, err)
+				}
+				pkts[i] = bytes.Clone(buf[:cap(buf)][s:e])
+			}
+			if !bytes.Equal(pkts[0], pkts[1]) {
+				t.Fatalf("len %d nh %d: short path\n%x\ngeneral\n%x", n, nh, pkts[0], pkts[1])
+			}
+			// Sealed into another buffer (the GSO arena's path).
+			if nh == 4 {
+				var to [2][]byte
+				for i, sa := range []*SA{fast, general} {
+					src := make([]byte, n+20, n+20+sa.Tailroom())
+					src[0] = 0x45
+					dst := make([]byte, sa.Overhead(n+20)+n+20)
+					m, err := sa.EncapTunnelToAt(dst, src, 0, n+20, uint64(2000+n))
+					if err != nil {
+						t.Fatalf("len %d: EncapTunnelToAt: %v", n, err)
+					}
+					to[i] = dst[:m]
+				}
+				if !bytes.Equal(to[0], to[1]) {
+					t.Fatalf("len %d: EncapTunnelToAt short path\n%x\ngeneral\n%x", n, to[0], to[1])
+				}
+			}
+			buf := make([]byte, 256)
+			copy(buf[64:], pkts[0])
+			_ = in.window.Init(0)
+			_, pend, gotNH, _, err := in.Open(buf, 64, 64+len(pkts[0]))
+			if err != nil || gotNH != nh || pend-64-in.hdrLen != n {
+				t.Fatalf("len %d: opened to %d bytes, nh %d, %v", n, pend-64-in.hdrLen, gotNH, err)
+			}
+		}
+	}
+	// Too little room before or after: refused like the general path.
+	buf := make([]byte, 100)
+	for _, c := range []struct{ off, end int }{{15, 20}, {16, 100 - ScratchLen - 16 - 1}, {40, 39}} {
+		if _, _, err := fast.seal(buf, c.off, c.end, 4, 1); !errors.Is(err, ErrNoRoom) {
+			t.Errorf("off %d end %d: %v, want ErrNoRoom", c.off, c.end, err)
+		}
+	}
+}
+
+func TestTrailerWord(t *testing.T) {
+	for pad := range 4 {
+		var want [8]byte
+		for i := range pad {
+			want[i] = byte(i + 1)
+		}
+		want[pad], want[pad+1] = byte(pad), 99
+		var got [8]byte
+		binary.LittleEndian.PutUint64(got[:], trailerWord(pad, 99))
+		if got != want {
+			t.Errorf("pad %d: %x, want %x", pad, got, want)
 		}
 	}
 }

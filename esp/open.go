@@ -28,6 +28,9 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	if sa.dead.Load() {
 		return 0, 0, 0, 0, sa.err(ErrDead)
 	}
+	if sa.fast {
+		return sa.openFast(buf, off, end)
+	}
 	buf = buf[:cap(buf)]
 	if off < sa.preroom() || end < off || end+ScratchLen > len(buf) {
 		return 0, 0, 0, 0, ErrNoRoom
@@ -109,6 +112,40 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	if err := sa.window.Accept(seq); err != nil {
 		return 0, 0, 0, 0, sa.replayErr(err, seq)
 	}
+	return sa.trailer(full, ctStart, ctEnd, seq)
+}
+
+// openFast is Open for the usual SA (see sealFast): AES-GCM through
+// IVAEAD, 32-bit sequence numbers; the nonce is the salt and the packet's
+// IV as they are.
+func (sa *SA) openFast(buf []byte, off, end int) (pstart, pend int, nextHeader uint8, seq uint64, err error) {
+	buf = buf[:cap(buf)]
+	if off < 0 || end < off || end+ScratchLen > len(buf) {
+		return 0, 0, 0, 0, ErrNoRoom
+	}
+	pkt := buf[off:end]
+	if len(pkt) < 16+2+16 {
+		return 0, 0, 0, 0, sa.err(ErrTruncated)
+	}
+	if binary.BigEndian.Uint32(pkt) != sa.spi {
+		return 0, 0, 0, 0, sa.err(ErrSPI)
+	}
+	if seq, err = sa.window.Check(binary.BigEndian.Uint32(pkt[4:8]), false); err != nil {
+		return 0, 0, 0, 0, sa.replayErr(err, seq)
+	}
+	ctStart, ctEnd := off+16, end-16
+	if _, oerr := sa.ivAEAD.OpenIV(buf[ctStart:ctStart], &sa.salt, (*[8]byte)(pkt[8:16]), buf[ctStart:end], pkt[:8]); oerr != nil {
+		return 0, 0, 0, 0, sa.err(ErrAuth)
+	}
+	if err := sa.window.Accept(seq); err != nil {
+		return 0, 0, 0, 0, sa.replayErr(err, seq)
+	}
+	return sa.trailer(buf, ctStart, ctEnd, seq)
+}
+
+// trailer checks the decrypted trailer of the payload full[ctStart:ctEnd]
+// (padding, pad length, next header) and returns Open's results.
+func (sa *SA) trailer(full []byte, ctStart, ctEnd int, seq uint64) (pstart, pend int, nextHeader uint8, _ uint64, err error) {
 	padLen := int(full[ctEnd-2])
 	nextHeader = full[ctEnd-1]
 	pend = ctEnd - 2 - padLen

@@ -74,7 +74,9 @@ type SA struct {
 	isGMAC bool        // aead is AES-GMAC (RFC 4543): nothing encrypted
 	// ivAEAD is aead when it takes the nonce as salt and IV, unassembled.
 	ivAEAD aesgcm.IVAEAD
-	salt   [4]byte
+	// fast: ivAEAD encrypts (not GMAC), without ESN: seal takes sealFast.
+	fast bool
+	salt [4]byte
 	// fixedIV, set by known-answer tests only, replaces every packet's IV.
 	fixedIV []byte
 	block   cipher.Block // CBC
@@ -122,6 +124,7 @@ func NewSA(cfg *Config) (*SA, error) {
 		sa.aead, sa.salt, err = xform.NewAEAD(cfg.Enc, cfg.EncKey)
 		sa.isGMAC = cfg.Enc.Kind == xform.KindGMAC
 		sa.ivAEAD, _ = sa.aead.(aesgcm.IVAEAD)
+		sa.fast = sa.ivAEAD != nil && !sa.isGMAC && !sa.esn && cfg.Enc.Block == 4 && cfg.Enc.ICVLen == 16
 		sa.icvLen = cfg.Enc.ICVLen
 	case xform.KindCBC, xform.KindNull:
 		if cfg.Integ == nil {
@@ -318,6 +321,9 @@ func (sa *SA) ReserveSeq(n int) (first uint64, got int, err error) {
 
 // seal is SealAt once seq is known.
 func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
+	if sa.fast && sa.fixedIV == nil {
+		return sa.sealFast(buf, off, end, nextHeader, seq)
+	}
 	buf = buf[:cap(buf)]
 	if off < sa.hdrLen+sa.preroom() || end < off || end > len(buf) {
 		return 0, 0, ErrNoRoom
@@ -380,6 +386,35 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int,
 	}
 	clear(scratch)
 	return start, pktEnd, nil
+}
+
+// sealFast is seal for the usual SA: AES-GCM through IVAEAD, 32-bit
+// sequence numbers. The header is two 8-byte stores, the trailer (at most
+// 3 bytes of padding, pad length, next header) one, which runs into the
+// ICV's place (written over by the tag); no nonce, no scratch space.
+func (sa *SA) sealFast(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
+	buf = buf[:cap(buf)]
+	pad := -(end - off + 2) & 3
+	ctEnd := end + pad + 2
+	pktEnd := ctEnd + 16
+	if off < 16 || end < off || pktEnd+ScratchLen > len(buf) {
+		return 0, 0, ErrNoRoom
+	}
+	binary.LittleEndian.PutUint64(buf[end:end+8], trailerWord(pad, nextHeader))
+	hdr := buf[off-16 : off]
+	binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
+	iv := (*[8]byte)(hdr[8:16])
+	binary.BigEndian.PutUint64(iv[:], seq) // unique per key: RFC 4106 section 3.1
+	sa.ivAEAD.SealIV(buf[off:off], &sa.salt, iv, buf[off:ctEnd], hdr[:8])
+	return off - 16, pktEnd, nil
+}
+
+// trailerWord is ESP's trailer for pad (0 to 3) bytes of padding and next
+// header nh as the bytes of a little-endian word: 1, 2, ..., pad, then the
+// pad length and nh; the bytes after them are zero.
+func trailerWord(pad int, nh uint8) uint64 {
+	sh := uint(pad) * 8
+	return 0x030201&(1<<sh-1) | uint64(pad)<<sh | uint64(nh)<<(sh+8)
 }
 
 // putIV writes the combined-mode IV for seq into the ESP header hdr and
