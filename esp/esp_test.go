@@ -498,11 +498,17 @@ func TestMonotonicPad(t *testing.T) {
 // each padding, both next headers, and the same refusals of short
 // buffers.
 func TestSealFast(t *testing.T) {
-	fast, in := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	for _, enc := range []string{"aes128gcm16", "aes256gcm16", "aes128gmac"} {
+		t.Run(enc, func(t *testing.T) { testSealFast(t, enc) })
+	}
+}
+
+func testSealFast(t *testing.T, enc string) {
+	fast, in := newPair(t, suite{enc, ""}, false, 0)
 	if !fast.fast {
 		t.Skip("no vector AES-GCM on this CPU: the short path is not taken")
 	}
-	general, _ := newPair(t, suite{"aes128gcm16", ""}, false, 0)
+	general, _ := newPair(t, suite{enc, ""}, false, 0)
 	general.ivAEAD, general.fast = nil, false
 	general.aead, general.salt = fast.aead, fast.salt
 	general.spi = fast.spi
@@ -525,7 +531,7 @@ func TestSealFast(t *testing.T) {
 				t.Fatalf("len %d nh %d: short path\n%x\ngeneral\n%x", n, nh, pkts[0], pkts[1])
 			}
 			// Sealed into another buffer (the GSO arena's path).
-			if nh == 4 {
+			if nh == 4 && !fast.isGMAC {
 				var to [2][]byte
 				for i, sa := range []*SA{fast, general} {
 					src := make([]byte, n+20, n+20+sa.Tailroom())

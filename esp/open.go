@@ -115,8 +115,8 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 	return sa.trailer(full, ctStart, ctEnd, seq)
 }
 
-// openFast is Open for the usual SA (see sealFast): AES-GCM through
-// IVAEAD, 32-bit sequence numbers; the nonce is the salt and the packet's
+// openFast is Open for the usual SA (see sealFast): AES-GCM or AES-GMAC
+// through IVAEAD, 32-bit sequence numbers; the nonce is the salt and the packet's
 // IV as they are.
 func (sa *SA) openFast(buf []byte, off, end int) (pstart, pend int, nextHeader uint8, seq uint64, err error) {
 	buf = buf[:cap(buf)]
@@ -134,7 +134,13 @@ func (sa *SA) openFast(buf []byte, off, end int) (pstart, pend int, nextHeader u
 		return 0, 0, 0, 0, sa.replayErr(err, seq)
 	}
 	ctStart, ctEnd := off+16, end-16
-	if _, oerr := sa.ivAEAD.OpenIV(buf[ctStart:ctStart], &sa.salt, (*[8]byte)(pkt[8:16]), buf[ctStart:end], pkt[:8]); oerr != nil {
+	var oerr error
+	if sa.isGMAC { // RFC 4543: the whole packet is the AAD
+		_, oerr = sa.ivAEAD.OpenIV(nil, &sa.salt, (*[8]byte)(pkt[8:16]), buf[ctEnd:end], buf[off:ctEnd])
+	} else {
+		_, oerr = sa.ivAEAD.OpenIV(buf[ctStart:ctStart], &sa.salt, (*[8]byte)(pkt[8:16]), buf[ctStart:end], pkt[:8])
+	}
+	if oerr != nil {
 		return 0, 0, 0, 0, sa.err(ErrAuth)
 	}
 	if err := sa.window.Accept(seq); err != nil {

@@ -74,7 +74,7 @@ type SA struct {
 	isGMAC bool        // aead is AES-GMAC (RFC 4543): nothing encrypted
 	// ivAEAD is aead when it takes the nonce as salt and IV, unassembled.
 	ivAEAD aesgcm.IVAEAD
-	// fast: ivAEAD encrypts (not GMAC), without ESN: seal takes sealFast.
+	// fast: ivAEAD without ESN: seal and Open take their short paths.
 	fast bool
 	salt [4]byte
 	// fixedIV, set by known-answer tests only, replaces every packet's IV.
@@ -124,7 +124,7 @@ func NewSA(cfg *Config) (*SA, error) {
 		sa.aead, sa.salt, err = xform.NewAEAD(cfg.Enc, cfg.EncKey)
 		sa.isGMAC = cfg.Enc.Kind == xform.KindGMAC
 		sa.ivAEAD, _ = sa.aead.(aesgcm.IVAEAD)
-		sa.fast = sa.ivAEAD != nil && !sa.isGMAC && !sa.esn && cfg.Enc.Block == 4 && cfg.Enc.ICVLen == 16
+		sa.fast = sa.ivAEAD != nil && !sa.esn && cfg.Enc.Block == 4 && cfg.Enc.ICVLen == 16
 		sa.icvLen = cfg.Enc.ICVLen
 	case xform.KindCBC, xform.KindNull:
 		if cfg.Integ == nil {
@@ -388,8 +388,8 @@ func (sa *SA) seal(buf []byte, off, end int, nextHeader uint8, seq uint64) (int,
 	return start, pktEnd, nil
 }
 
-// sealFast is seal for the usual SA: AES-GCM through IVAEAD, 32-bit
-// sequence numbers. The header is two 8-byte stores, the trailer (at most
+// sealFast is seal for the usual SA: AES-GCM (or AES-GMAC) through
+// IVAEAD, 32-bit sequence numbers. The header is two 8-byte stores, the trailer (at most
 // 3 bytes of padding, pad length, next header) one, which runs into the
 // ICV's place (written over by the tag); no nonce, no scratch space.
 func (sa *SA) sealFast(buf []byte, off, end int, nextHeader uint8, seq uint64) (int, int, error) {
@@ -405,7 +405,11 @@ func (sa *SA) sealFast(buf []byte, off, end int, nextHeader uint8, seq uint64) (
 	binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
 	iv := (*[8]byte)(hdr[8:16])
 	binary.BigEndian.PutUint64(iv[:], seq) // unique per key: RFC 4106 section 3.1
-	sa.ivAEAD.SealIV(buf[off:off], &sa.salt, iv, buf[off:ctEnd], hdr[:8])
+	if sa.isGMAC {                         // RFC 4543: the whole packet is the AAD
+		sa.ivAEAD.SealIV(buf[ctEnd:ctEnd], &sa.salt, iv, nil, buf[off-16:ctEnd])
+	} else {
+		sa.ivAEAD.SealIV(buf[off:off], &sa.salt, iv, buf[off:ctEnd], hdr[:8])
+	}
 	return off - 16, pktEnd, nil
 }
 
