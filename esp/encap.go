@@ -318,7 +318,12 @@ func fixIPLength(pkt []byte) {
 // DecapTunnel opens the ESP packet buf[off:end] of a tunnel-mode SA and
 // returns the inner IP packet's bounds, with any TFC padding cut off.
 func (sa *SA) DecapTunnel(buf []byte, off, end int) (start, newEnd int, err error) {
-	start, newEnd, nh, _, err := sa.Open(buf, off, end)
+	var nh uint8
+	if sa.fast && !sa.dead.Load() {
+		start, newEnd, nh, _, err = sa.openFast(buf, off, end)
+	} else {
+		start, newEnd, nh, _, err = sa.Open(buf, off, end)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
