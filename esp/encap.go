@@ -127,11 +127,8 @@ func writeTrailer(t []byte, pad int, nh uint8) {
 // scratch (ScratchLen bytes), cleared afterwards.
 func (sa *SA) sealAEADTo(dst, plain, scratch []byte, seq uint64) {
 	if sa.fast && sa.fixedIV == nil { // see sealFast
-		hdr := dst[:16]
-		binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
-		iv := (*[8]byte)(hdr[8:16])
-		binary.BigEndian.PutUint64(iv[:], seq)
-		sa.ivAEAD.SealIV(dst[16:16:len(dst)], &sa.salt, iv, plain, hdr[:8])
+		iv := sa.putHeader16(dst[:16], seq)
+		sa.ivAEAD.SealIV(dst[16:16:len(dst)], &sa.salt, iv, plain, dst[:8])
 		return
 	}
 	hdr := dst[:sa.hdrLen]

@@ -116,8 +116,8 @@ func (sa *SA) Open(buf []byte, off, end int) (pstart, pend int, nextHeader uint8
 }
 
 // openFast is Open for the usual SA (see sealFast): AES-GCM or AES-GMAC
-// through IVAEAD, 32-bit sequence numbers; the nonce is the salt and the packet's
-// IV as they are.
+// through IVAEAD, 32-bit sequence numbers; the nonce is the salt and the
+// packet's IV as they are.
 func (sa *SA) openFast(buf []byte, off, end int) (pstart, pend int, nextHeader uint8, seq uint64, err error) {
 	buf = buf[:cap(buf)]
 	if off < 0 || end < off || end+ScratchLen > len(buf) {

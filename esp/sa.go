@@ -402,15 +402,23 @@ func (sa *SA) sealFast(buf []byte, off, end int, nextHeader uint8, seq uint64) (
 	}
 	binary.LittleEndian.PutUint64(buf[end:end+8], trailerWord(pad, nextHeader))
 	hdr := buf[off-16 : off]
-	binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
-	iv := (*[8]byte)(hdr[8:16])
-	binary.BigEndian.PutUint64(iv[:], seq) // unique per key: RFC 4106 section 3.1
-	if sa.isGMAC {                         // RFC 4543: the whole packet is the AAD
+	iv := sa.putHeader16(hdr, seq)
+	if sa.isGMAC { // RFC 4543: the whole packet is the AAD
 		sa.ivAEAD.SealIV(buf[ctEnd:ctEnd], &sa.salt, iv, nil, buf[off-16:ctEnd])
 	} else {
 		sa.ivAEAD.SealIV(buf[off:off], &sa.salt, iv, buf[off:ctEnd], hdr[:8])
 	}
 	return off - 16, pktEnd, nil
+}
+
+// putHeader16 writes the usual SA's 16-byte ESP header for seq into hdr:
+// SPI and sequence number in one store, then the IV, the sequence number
+// (unique per key: RFC 4106 section 3.1), which it returns.
+func (sa *SA) putHeader16(hdr []byte, seq uint64) *[8]byte {
+	binary.BigEndian.PutUint64(hdr[:8], uint64(sa.spi)<<32|seq&0xffffffff)
+	iv := (*[8]byte)(hdr[8:16])
+	binary.BigEndian.PutUint64(iv[:], seq)
+	return iv
 }
 
 // trailerWord is ESP's trailer for pad (0 to 3) bytes of padding and next
