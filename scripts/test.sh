@@ -58,7 +58,11 @@ GOOS=darwin GOARCH=arm64 go vet ./... || { echo "go vet failed for darwin/arm64"
 echo "== fuzz smoke (seed corpora run above; a few seconds of new inputs each)"
 fuzz_secs=${FUZZ_SECONDS:-5}
 while read -r pkg target; do
-	go test -run '^$' -fuzz "^${target}\$" -fuzztime "${fuzz_secs}s" "$pkg" >/dev/null
+	if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "${fuzz_secs}s" "$pkg" 2>&1); then
+		echo "$out" | tail -60
+		echo "FAIL $pkg $target"
+		exit 1
+	fi
 	echo "ok  $pkg $target"
 done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do echo "./$(dirname "${f#./}") $t"; done
