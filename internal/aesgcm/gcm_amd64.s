@@ -37,6 +37,20 @@ GLOBL polyC2<>(SB), RODATA|NOPTR, $16
 // Bytes GHASH aggregates per reduction: hashBlocks (field.go) blocks.
 #define CHUNK 1024
 
+// NONCEBLOCK builds in X GCM's counter block for the nonce (salt S, zero
+// above bit 31, and IV V, as Go loads them: little-endian) and the counter
+// word C (the big-endian counter in bits 32-63): bytes 0-7 are the salt and
+// IV bytes 0-3, bytes 8-15 IV bytes 4-7 and the counter. It clobbers V and
+// T, which must differ from C.
+#define NONCEBLOCK(S, V, C, T, X) \
+	MOVQ    V, T \
+	SHLQ    $32, T \
+	ORQ     S, T \
+	SHRQ    $32, V \
+	ORQ     C, V \
+	VMOVQ   T, X \
+	VPINSRQ $1, V, X, X
+
 #define AESROUND8(K) \
 	VAESENC K, Y0, Y0 \
 	VAESENC K, Y1, Y1 \
@@ -90,15 +104,9 @@ TEXT ·ctrXor(SB), NOSPLIT, $0-64
 
 	VMOVDQU     bswapMask<>(SB), Y9
 	VMOVDQU     ctrTwo<>(SB), Y10
-	MOVQ        DX, R12
-	SHLQ        $32, R12
-	ORQ         R11, R12 // bytes 0-7: salt, IV 0-3
-	SHRQ        $32, DX
 	BSWAPL      R10
 	SHLQ        $32, R10
-	ORQ         R10, DX // bytes 8-15: IV 4-7, counter
-	VMOVQ       R12, X8
-	VPINSRQ     $1, DX, X8, X8
+	NONCEBLOCK(R11, DX, R10, R12, X8)
 	VPSHUFB     X9, X8, X8
 	VINSERTI128 $1, X8, Y8, Y8
 	VPADDD      ctrLanes<>(SB), Y8, Y8
@@ -305,17 +313,11 @@ noLens:
 	MOVQ  tag+112(FP), R9
 	TESTQ R9, R9
 	JZ    chunk
-	MOVQ    rk+80(FP), R9
 	MOVL    salt+96(FP), DI
 	MOVQ    iv+104(FP), CX
-	MOVQ    CX, R8
-	SHLQ    $32, R8
-	ORQ     DI, R8 // bytes 0-7: salt, IV 0-3
-	SHRQ    $32, CX
-	MOVQ    $0x0100000000000000, DI
-	ORQ     DI, CX // bytes 8-15: IV 4-7, counter 1
-	VMOVQ   R8, X14
-	VPINSRQ $1, CX, X14, X14
+	MOVQ    $0x0100000000000000, R8 // counter 1
+	NONCEBLOCK(DI, CX, R8, R9, X14)
+	MOVQ    rk+80(FP), R9
 	VPXOR   (R9), X14, X14
 	VAESENC 32(R9), X14, X14
 	VAESENC 64(R9), X14, X14
