@@ -57,7 +57,9 @@ type Daemon struct {
 	mu      sync.Mutex
 	cfgPath string
 	logc    *logControl // set by SetLogs (logs.go)
-	// ikeM is the running IKE Manager for the metrics (control.go).
+	// ikeM is the running IKE Manager, for the goroutines that outlive
+	// Start (metrics and control, SA events and acquires): nil from Close
+	// on, so they never read ike.m while stopIKE clears it.
 	ikeM        atomic.Pointer[ike.Manager]
 	metricsAddr net.Addr
 	closeOnce   sync.Once
@@ -254,11 +256,11 @@ func (d *Daemon) logEvents(ctx context.Context) {
 			return
 		case ev := <-d.SAD.Events():
 			d.log.Named("esp").Info("SA event", zap.Stringer("kind", ev.Kind), zap.Stringer("reason", ev.Reason), zap.Uint32("spi", ev.SPI), zap.Stringer("dir", ev.Dir))
-			if m := d.IKE(); m != nil {
+			if m := d.ikeM.Load(); m != nil {
 				m.SAEvent(ev) // lifetimes of negotiated SAs: rekey or delete
 			}
 		case acq := <-d.Engine.Acquires():
-			if m := d.IKE(); m != nil {
+			if m := d.ikeM.Load(); m != nil {
 				m.Acquire(acq.Child)
 				continue
 			}
